@@ -1,0 +1,58 @@
+"""Resource keys and ownership tags: how a declared object is named everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GROUP = "reconciler.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+#: Tags every resource reconciler creates carries, so it can adopt what it made,
+#: find orphans, and never touch what it does not own.
+TAG_OWNER = "reconciler.dev/owner"
+TAG_KEY = "reconciler.dev/key"
+TAG_UID = "reconciler.dev/uid"
+
+KINDS = (
+    "Cloud",
+    "BrokerPolicy",
+    "VirtualMachine",
+    "VirtualMachineSet",
+    "Volume",
+    "Bucket",
+    "Image",
+)
+CLUSTER_SCOPED = frozenset({"Cloud"})
+
+HOURS_PER_MONTH = 730.0
+"""Hours in a billing month, the convention AWS and Azure price calculators use."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ResourceKey:
+    """Identity of a declared object: kind, namespace ('' for cluster scope), name."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        if self.namespace:
+            return f"{self.kind}/{self.namespace}/{self.name}"
+        return f"{self.kind}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> ResourceKey:
+        """Parse ``Kind/ns/name`` or ``Kind/name`` (cluster scope)."""
+        parts = text.split("/")
+        if len(parts) == 3 and all(parts):
+            return cls(parts[0], parts[1], parts[2])
+        if len(parts) == 2 and all(parts):
+            return cls(parts[0], "", parts[1])
+        raise ValueError(f"not a resource key (expected Kind/namespace/name): {text!r}")
+
+
+def ownership_tags(owner: str, key: ResourceKey, uid: str) -> dict[str, str]:
+    """The tags that mark a cloud resource as made by ``owner`` for ``key``."""
+    return {TAG_OWNER: owner, TAG_KEY: str(key), TAG_UID: uid}

@@ -1,0 +1,157 @@
+"""The Provider contract: one driver per cloud, all behind this interface.
+
+Guarantees every implementation gives (tested by the conformance suite):
+
+* ``describe``, ``offers``, ``list_managed`` and ``observe_*`` never mutate anything.
+* ``list_managed`` returns only resources carrying ``TAG_OWNER == context.owner``;
+  resources the reconciler does not own are invisible and never touched.
+* ``create_*`` is idempotent: the request carries ownership tags with a ``uid``; if a
+  resource with that uid already exists (a retry after a lost response) it is returned
+  instead of making a second one.
+* ``delete_*`` of an absent resource succeeds.
+* ``update_vm`` converges: applying the same update twice is harmless.
+* Every SDK/transport error is mapped at the edge to ``TransientError(retry_after)``
+  or ``PermanentError(reason)``; capacity or quota exhaustion is a ``CapacityError``.
+* Capabilities are declared in ``describe().capabilities``; callers use no other.
+* No secret ever appears in a return value, an exception message or a log line.
+
+Providers are constructed per Cloud object and must be thread-safe: the executor
+calls them from several worker threads.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from reconciler.model.cloud import CloudInfo, Offer
+from reconciler.model.observed import CloudInventory, ObservedBucket, ObservedVM, ObservedVolume
+from reconciler.model.specs import CloudSpec, PowerState
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What every provider gets besides its Cloud spec.
+
+    ``owner`` is the value of the ``reconciler.dev/owner`` tag this installation uses;
+    ``state_dir`` is where local providers (the simulator) keep their state;
+    ``credentials`` are resolved secrets (never logged).
+    """
+
+    owner: str = "reconciler"
+    state_dir: Path = Path(".reconciler")
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VMRequest:
+    """Create a VM. ``tags`` include the ownership tags (owner, key, uid)."""
+
+    name: str
+    instance_type: str
+    image: str
+    power_state: PowerState
+    tags: Mapping[str, str]
+    disk_gib: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VMUpdate:
+    """Change a VM in place; None fields are left as they are."""
+
+    instance_type: str | None = None
+    power_state: PowerState | None = None
+    tags: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRequest:
+    name: str
+    size_gib: int
+    volume_class: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRequest:
+    name: str
+    versioning: bool
+    tags: Mapping[str, str]
+
+
+class Provider(ABC):
+    """A stateless-by-contract driver for one Cloud object (see module docstring)."""
+
+    #: The ``spec.provider`` value this class serves.
+    provider_name: ClassVar[str]
+
+    def __init__(self, cloud: CloudSpec, context: ProviderContext) -> None:
+        self.cloud = cloud
+        self.context = context
+
+    @abstractmethod
+    def describe(self) -> CloudInfo:
+        """Capabilities, labels, capacity available to us, price provenance."""
+
+    @abstractmethod
+    def offers(self) -> list[Offer]:
+        """Instance types with $/hour prices (catalog joined with inline offers)."""
+
+    @abstractmethod
+    def list_managed(self) -> CloudInventory:
+        """Every VM, volume and bucket tagged with our owner. Never mutates."""
+
+    @abstractmethod
+    def observe_vm(self, external_id: str) -> ObservedVM | None:
+        """One managed VM by id, or None if absent. Never mutates."""
+
+    @abstractmethod
+    def find_by_uid(self, uid: str) -> ObservedVM | ObservedVolume | ObservedBucket | None:
+        """The managed resource carrying ``reconciler.dev/uid == uid``, if any."""
+
+    @abstractmethod
+    def create_vm(self, request: VMRequest) -> ObservedVM:
+        """Create (idempotently, by the uid tag) and return the VM."""
+
+    @abstractmethod
+    def update_vm(self, external_id: str, update: VMUpdate) -> ObservedVM:
+        """Resize, start/stop or retag in place; raises PermanentError if absent."""
+
+    @abstractmethod
+    def delete_vm(self, external_id: str) -> None:
+        """Delete; absent is success."""
+
+    @abstractmethod
+    def create_volume(self, request: VolumeRequest) -> ObservedVolume:
+        """Create (idempotently, by the uid tag) a block volume."""
+
+    @abstractmethod
+    def update_volume(
+        self, external_id: str, size_gib: int | None, attach_to: str | None, detach: bool
+    ) -> ObservedVolume:
+        """Grow, attach to a VM (external id) or detach; converges when repeated."""
+
+    @abstractmethod
+    def delete_volume(self, external_id: str) -> None:
+        """Delete; absent is success."""
+
+    @abstractmethod
+    def create_bucket(self, request: BucketRequest) -> ObservedBucket:
+        """Create (idempotently) an object-storage bucket."""
+
+    @abstractmethod
+    def update_bucket(self, external_id: str, versioning: bool) -> ObservedBucket:
+        """Turn versioning on or off."""
+
+    @abstractmethod
+    def delete_bucket(self, external_id: str) -> None:
+        """Delete; absent is success."""
+
+    @abstractmethod
+    def forget(self, external_id: str) -> None:
+        """Stop managing a VM, volume or bucket (deletionPolicy Orphan): remove our
+        ownership tags so it keeps running but is invisible to later plans. Absent is
+        success."""
