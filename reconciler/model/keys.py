@@ -13,6 +13,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 TAG_OWNER = "reconciler.dev/owner"
 TAG_KEY = "reconciler.dev/key"
 TAG_UID = "reconciler.dev/uid"
+#: Recorded on the resource itself, because once a manifest is deleted the cloud is the
+#: only place left that remembers whether its resource was protected or to be orphaned.
+TAG_PROTECT = "reconciler.dev/protect"
+TAG_DELETION_POLICY = "reconciler.dev/deletion-policy"
 
 KINDS = (
     "Cloud",
@@ -53,6 +57,14 @@ class ResourceKey:
         raise ValueError(f"not a resource key (expected Kind/namespace/name): {text!r}")
 
 
-def ownership_tags(owner: str, key: ResourceKey, uid: str) -> dict[str, str]:
+def ownership_tags(
+    owner: str, key: ResourceKey, uid: str, protect: bool = False, deletion_policy: str = "Delete"
+) -> dict[str, str]:
     """The tags that mark a cloud resource as made by ``owner`` for ``key``."""
-    return {TAG_OWNER: owner, TAG_KEY: str(key), TAG_UID: uid}
+    return {
+        TAG_OWNER: owner,
+        TAG_KEY: str(key),
+        TAG_UID: uid,
+        TAG_PROTECT: "true" if protect else "false",
+        TAG_DELETION_POLICY: deletion_policy,
+    }

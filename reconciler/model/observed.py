@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from reconciler.model.keys import TAG_KEY, TAG_UID, ResourceKey
 from reconciler.model.specs import PowerState
@@ -19,6 +18,15 @@ def _key_from_tags(tags: Mapping[str, str]) -> ResourceKey | None:
         return ResourceKey.parse(raw)
     except ValueError:
         return None
+
+
+def _row(record: ObservedVM | ObservedVolume | ObservedBucket) -> str:
+    """A canonical text of one observed record (tags sorted) for fingerprints."""
+    values = []
+    for f in fields(record):
+        value = getattr(record, f.name)
+        values.append(sorted(value.items()) if isinstance(value, Mapping) else value)
+    return f"{type(record).__name__}{values!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +110,12 @@ class Inventory:
         digest = hashlib.sha256()
         for name in sorted(self.clouds):
             inv = self.clouds[name]
-            rows = sorted(
-                json.dumps(asdict(r), sort_keys=True, default=str)
-                for r in (*inv.vms, *inv.volumes, *inv.buckets)
-            )
+            records: list[ObservedVM | ObservedVolume | ObservedBucket] = [
+                *inv.vms,
+                *inv.volumes,
+                *inv.buckets,
+            ]
+            rows = sorted(_row(r) for r in records)
             digest.update(name.encode())
             for row in rows:
                 digest.update(row.encode())

@@ -87,6 +87,9 @@ class FaultInjection:
     transient_rate: float = 0.0
     permanent_rate: float = 0.0
     seed: int = 0
+    #: Which calls may fail: any of "list", "create", "update", "delete"; empty means
+    #: the simulator's default (create, update, delete).
+    operations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,9 @@ class Simulation:
     latency_ms: float = 0.0
     server_rate_limit: float | None = None
     faults: FaultInjection = field(default_factory=FaultInjection)
+    #: Capability values (see model.cloud.Capability) the simulated cloud offers; empty
+    #: means all of them.
+    capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,94 @@
+"""Accumulates actions, costs, warnings and protect violations while planning."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey, ownership_tags
+from reconciler.model.plan import Action, ActionType, FieldChange
+
+
+def action_id(kind: ActionType, key: ResourceKey, cloud: str, external_id: str | None) -> str:
+    """A stable, unique id: the same change planned twice gets the same id."""
+    suffix = f"#{external_id}" if external_id else ""
+    return f"{kind.value}:{key}@{cloud}{suffix}"
+
+
+def resource_uid(owner: str, key: ResourceKey, cloud: str, salt: str) -> str:
+    """Deterministic uid for a resource to be created (idempotency token)."""
+    raw = f"{owner}|{key}|{cloud}|{salt}".encode()
+    return hashlib.sha256(raw).hexdigest()[:20]
+
+
+def is_protected(tags: Mapping[str, str]) -> bool:
+    return tags.get(TAG_PROTECT) == "true"
+
+
+def is_orphan_policy(tags: Mapping[str, str]) -> bool:
+    return tags.get(TAG_DELETION_POLICY) == "Orphan"
+
+
+def desired_tags(
+    owner: str, key: ResourceKey, uid: str, protect: bool, deletion_policy: str
+) -> dict[str, str]:
+    return ownership_tags(owner, key, uid, protect, deletion_policy)
+
+
+@dataclass
+class Collector:
+    """Mutable scratchpad of one planning run; ``build`` freezes it into a Plan."""
+
+    owner: str
+    salt: str
+    actions: list[Action] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    protected: list[str] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+    current: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    planned: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(
+        self,
+        kind: ActionType,
+        key: ResourceKey,
+        cloud: str,
+        reason: str,
+        *,
+        external_id: str | None = None,
+        depends_on: tuple[str, ...] = (),
+        instance_type: str | None = None,
+        price_before: float = 0.0,
+        price_after: float = 0.0,
+        changes: tuple[FieldChange, ...] = (),
+        params: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Record an action and return its id (for others to depend on)."""
+        ident = action_id(kind, key, cloud, external_id)
+        self.actions.append(
+            Action(
+                id=ident,
+                type=kind,
+                key=key,
+                cloud=cloud,
+                reason=reason,
+                depends_on=depends_on,
+                instance_type=instance_type,
+                price_before=round(price_before, 6),
+                price_after=round(price_after, 6),
+                external_id=external_id,
+                changes=changes,
+                params=dict(params or {}),
+            )
+        )
+        return ident
+
+    def uid(self, key: ResourceKey, cloud: str) -> str:
+        return resource_uid(self.owner, key, cloud, self.salt)
+
+    def cost(self, cloud: str, current: float, planned: float) -> None:
+        self.current[cloud] += current
+        self.planned[cloud] += planned

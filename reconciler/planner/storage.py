@@ -1,0 +1,257 @@
+"""Volume and Bucket actions: create, grow, attach/detach, versioning, delete."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+
+from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey
+from reconciler.model.observed import ObservedBucket, ObservedVolume
+from reconciler.model.plan import ActionType
+from reconciler.model.specs import BucketSpec, VolumeSpec
+from reconciler.planner.collect import Collector, desired_tags, is_orphan_policy, is_protected
+from reconciler.planner.diff import field_changes
+from reconciler.planner.inputs import PlanInput
+from reconciler.planner.vms import VMTarget
+
+
+def _volume_price(inp: PlanInput, cloud: str, size_gib: int) -> float:
+    info = inp.clouds.get(cloud)
+    per_month = info.block_storage_per_gib_month if info else 0.0
+    return size_gib * per_month / HOURS_PER_MONTH
+
+
+def plan_volumes(inp: PlanInput, col: Collector, vms: Mapping[ResourceKey, VMTarget]) -> None:
+    observed: dict[ResourceKey, list[ObservedVolume]] = defaultdict(list)
+    for vol in inp.inventory.all_volumes():
+        if vol.key is not None:
+            observed[vol.key].append(vol)
+    for key, spec in inp.desired.volumes.items():
+        found = sorted(observed.pop(key, []), key=lambda v: v.external_id)
+        _plan_volume(inp, col, spec, found, vms)
+    for key, leftovers in sorted(observed.items()):
+        for vol in leftovers:
+            _remove_volume(col, key, vol, "no manifest declares it")
+
+
+def _plan_volume(
+    inp: PlanInput,
+    col: Collector,
+    spec: VolumeSpec,
+    found: list[ObservedVolume],
+    vms: Mapping[ResourceKey, VMTarget],
+) -> None:
+    placed = inp.result.storage.get(spec.key)
+    if placed is None:
+        for vol in found:
+            col.cost(vol.cloud, vol.price_per_hour, vol.price_per_hour)
+        return
+    cloud = placed.clouds[0]
+    vm_target = None
+    if spec.attach_to:
+        vm_target = vms.get(ResourceKey("VirtualMachine", spec.key.namespace, spec.attach_to))
+    keep = next((v for v in found if v.cloud == cloud), None)
+    for other in found:
+        if other is not keep:
+            why = "duplicate (same reconciler.dev/key)" if keep else f"its VM moved to {cloud}"
+            _remove_volume(col, spec.key, other, why)
+    price = _volume_price(inp, cloud, spec.size_gib)
+    if keep is None:
+        uid = col.uid(spec.key, cloud)
+        create_id = col.add(
+            ActionType.CREATE,
+            spec.key,
+            cloud,
+            f"not present; {placed.reason}",
+            price_after=price,
+            params={
+                "name": f"{spec.key.namespace}-{spec.key.name}"[:63],
+                "sizeGiB": spec.size_gib,
+                "class": spec.volume_class,
+                "tags": desired_tags(
+                    col.owner, spec.key, uid, spec.protect, spec.deletion_policy.value
+                ),
+            },
+        )
+        col.cost(cloud, 0.0, price)
+        if vm_target is not None:
+            _attach(col, spec, cloud, None, vm_target, (create_id,))
+        return
+    col.cost(cloud, keep.price_per_hour, price)
+    _converge_volume(col, spec, keep, price, vm_target)
+
+
+def _converge_volume(
+    col: Collector,
+    spec: VolumeSpec,
+    vol: ObservedVolume,
+    price: float,
+    vm_target: VMTarget | None,
+) -> None:
+    deps: tuple[str, ...] = ()
+    if spec.size_gib > vol.size_gib:
+        deps = (
+            col.add(
+                ActionType.UPDATE,
+                spec.key,
+                vol.cloud,
+                f"grow {vol.size_gib} -> {spec.size_gib} GiB",
+                external_id=vol.external_id,
+                price_before=vol.price_per_hour,
+                price_after=price,
+                changes=field_changes({"sizeGiB": vol.size_gib}, {"sizeGiB": spec.size_gib}),
+                params={"sizeGiB": spec.size_gib},
+            ),
+        )
+    elif spec.size_gib < vol.size_gib:
+        col.warnings.append(
+            f"{spec.key}: volumes cannot shrink ({vol.size_gib} GiB -> {spec.size_gib} GiB); "
+            "left at its current size"
+        )
+    wanted = vm_target.external_id if vm_target else None
+    attached_elsewhere = vol.attached_to is not None and vol.attached_to != wanted
+    if attached_elsewhere or (vm_target is None and vol.attached_to):
+        deps = (
+            col.add(
+                ActionType.DETACH,
+                spec.key,
+                vol.cloud,
+                f"attached to {vol.attached_to}, which is not its declared VM",
+                external_id=vol.external_id,
+                depends_on=deps,
+                params={},
+            ),
+        )
+    if vm_target is not None and (vol.attached_to != wanted or wanted is None):
+        _attach(col, spec, vol.cloud, vol.external_id, vm_target, deps)
+
+
+def _attach(
+    col: Collector,
+    spec: VolumeSpec,
+    cloud: str,
+    external_id: str | None,
+    vm: VMTarget,
+    deps: tuple[str, ...],
+) -> None:
+    vm_key = ResourceKey("VirtualMachine", spec.key.namespace, spec.attach_to or "")
+    all_deps = deps + ((vm.action_id,) if vm.action_id else ())
+    col.add(
+        ActionType.ATTACH,
+        spec.key,
+        cloud,
+        f"attach to {vm_key}",
+        external_id=external_id,
+        depends_on=all_deps,
+        params={"vmKey": str(vm_key), "vmExternalId": vm.external_id},
+    )
+
+
+def _remove_volume(col: Collector, key: ResourceKey, vol: ObservedVolume, why: str) -> None:
+    if is_protected(vol.tags):
+        col.protected.append(f"{key} ({vol.external_id} on {vol.cloud}): {why}")
+        col.cost(vol.cloud, vol.price_per_hour, vol.price_per_hour)
+        return
+    col.cost(vol.cloud, vol.price_per_hour, 0.0)
+    if is_orphan_policy(vol.tags):
+        col.add(
+            ActionType.FORGET,
+            key,
+            vol.cloud,
+            f"{why}; deletionPolicy Orphan: kept, unmanaged",
+            external_id=vol.external_id,
+            price_before=vol.price_per_hour,
+        )
+        col.forgotten.append(f"{key} ({vol.external_id} on {vol.cloud})")
+        return
+    deps: tuple[str, ...] = ()
+    if vol.attached_to:
+        deps = (
+            col.add(
+                ActionType.DETACH,
+                key,
+                vol.cloud,
+                f"{why}; detach before delete",
+                external_id=vol.external_id,
+            ),
+        )
+    col.add(
+        ActionType.DELETE,
+        key,
+        vol.cloud,
+        why,
+        external_id=vol.external_id,
+        depends_on=deps,
+        price_before=vol.price_per_hour,
+    )
+
+
+def plan_buckets(inp: PlanInput, col: Collector) -> None:
+    observed: dict[ResourceKey, list[ObservedBucket]] = defaultdict(list)
+    for bucket in inp.inventory.all_buckets():
+        if bucket.key is not None:
+            observed[bucket.key].append(bucket)
+    for key, spec in inp.desired.buckets.items():
+        found = observed.pop(key, [])
+        _plan_bucket(inp, col, spec, found)
+    for key, leftovers in sorted(observed.items()):
+        for bucket in leftovers:
+            _remove_bucket(col, key, bucket, "no manifest declares it")
+
+
+def _plan_bucket(
+    inp: PlanInput, col: Collector, spec: BucketSpec, found: list[ObservedBucket]
+) -> None:
+    placed = inp.result.storage.get(spec.key)
+    if placed is None:
+        return
+    by_cloud = {b.cloud: b for b in sorted(found, key=lambda b: b.external_id, reverse=True)}
+    for bucket in found:
+        if bucket.cloud not in placed.clouds or by_cloud.get(bucket.cloud) is not bucket:
+            _remove_bucket(col, spec.key, bucket, f"copies is {spec.copies}; not a chosen copy")
+    for cloud in placed.clouds:
+        have = by_cloud.get(cloud)
+        if have is None:
+            uid = col.uid(spec.key, cloud)
+            col.add(
+                ActionType.CREATE,
+                spec.key,
+                cloud,
+                f"copy missing; {placed.reason}",
+                params={
+                    "name": f"{spec.key.namespace}-{spec.key.name}-{uid[:8]}"[:63],
+                    "versioning": spec.versioning,
+                    "tags": desired_tags(
+                        col.owner, spec.key, uid, spec.protect, spec.deletion_policy.value
+                    ),
+                },
+            )
+        elif have.versioning != spec.versioning:
+            col.add(
+                ActionType.UPDATE,
+                spec.key,
+                cloud,
+                f"spec.versioning is {spec.versioning}",
+                external_id=have.external_id,
+                changes=field_changes(
+                    {"versioning": have.versioning}, {"versioning": spec.versioning}
+                ),
+                params={"versioning": spec.versioning},
+            )
+
+
+def _remove_bucket(col: Collector, key: ResourceKey, bucket: ObservedBucket, why: str) -> None:
+    if is_protected(bucket.tags):
+        col.protected.append(f"{key} ({bucket.external_id} on {bucket.cloud}): {why}")
+        return
+    if is_orphan_policy(bucket.tags):
+        col.add(
+            ActionType.FORGET,
+            key,
+            bucket.cloud,
+            f"{why}; deletionPolicy Orphan: kept",
+            external_id=bucket.external_id,
+        )
+        col.forgotten.append(f"{key} ({bucket.external_id} on {bucket.cloud})")
+        return
+    col.add(ActionType.DELETE, key, bucket.cloud, why, external_id=bucket.external_id)

@@ -1,0 +1,240 @@
+"""VM actions: create, resize, start/stop, replace, delete duplicates and undeclared."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey
+from reconciler.model.observed import ObservedVM
+from reconciler.model.placement import Placement
+from reconciler.model.plan import ActionType
+from reconciler.model.specs import PowerState, VMSpec
+from reconciler.planner.collect import Collector, desired_tags, is_orphan_policy, is_protected
+from reconciler.planner.diff import field_changes
+from reconciler.planner.inputs import PlanInput
+
+
+@dataclass(frozen=True, slots=True)
+class VMTarget:
+    """Where a VM will be after the plan: its cloud, its id if it already exists, and
+    the action that brings it there (for volumes to depend on)."""
+
+    cloud: str
+    external_id: str | None
+    action_id: str | None
+
+
+def cloud_vm_name(key: ResourceKey) -> str:
+    return f"{key.namespace}-{key.name}"[:63]
+
+
+def _running_price(vm: VMSpec, placement: Placement) -> float:
+    return placement.offer.price_per_hour if vm.power_state is PowerState.RUNNING else 0.0
+
+
+def plan_vms(inp: PlanInput, col: Collector) -> dict[ResourceKey, VMTarget]:
+    """Add every VM action to ``col``; return where each declared VM will live."""
+    observed: dict[ResourceKey, list[ObservedVM]] = defaultdict(list)
+    for vm in inp.inventory.all_vms():
+        key = vm.key
+        if key is None:
+            col.warnings.append(
+                f"{vm.cloud}: VM {vm.external_id} carries our owner tag but no valid key; "
+                "left alone"
+            )
+            continue
+        observed[key].append(vm)
+    targets: dict[ResourceKey, VMTarget] = {}
+    for key, spec in inp.desired.vms.items():
+        found = sorted(observed.pop(key, []), key=lambda o: o.external_id)
+        target = _plan_declared(inp, col, spec, found)
+        if target is not None:
+            targets[key] = target
+    for key, leftovers in sorted(observed.items()):
+        for vm in leftovers:
+            _plan_undeclared(col, key, vm)
+    return targets
+
+
+def _plan_declared(
+    inp: PlanInput, col: Collector, spec: VMSpec, found: list[ObservedVM]
+) -> VMTarget | None:
+    placement = inp.result.placements.get(spec.key)
+    if placement is None:
+        for vm in found:
+            col.cost(vm.cloud, vm.price_per_hour, vm.price_per_hour)
+            col.warnings.append(
+                f"{spec.key} cannot be placed any more; left running on {vm.cloud} "
+                f"({vm.external_id})"
+            )
+        return VMTarget(found[0].cloud, found[0].external_id, None) if found else None
+    same_cloud = [o for o in found if o.cloud == placement.cloud]
+    same_cloud.sort(key=lambda o: (o.instance_type != placement.offer.name, o.external_id))
+    keep = same_cloud[0] if same_cloud else None
+    extras = [o for o in found if o is not keep]
+    if keep is not None:
+        target = _converge(inp, col, spec, placement, keep)
+    elif extras:
+        target = _replace(col, spec, placement, extras.pop(0))
+    else:
+        target = _create(col, spec, placement, "not running anywhere")
+    for dup in extras:
+        _delete(
+            col,
+            dup,
+            f"duplicate of {target.external_id or 'the VM being created'} "
+            "(same reconciler.dev/key)",
+        )
+    return target
+
+
+def _create(col: Collector, spec: VMSpec, placement: Placement, why: str) -> VMTarget:
+    uid = col.uid(spec.key, placement.cloud)
+    price = _running_price(spec, placement)
+    ident = col.add(
+        ActionType.CREATE,
+        spec.key,
+        placement.cloud,
+        f"{why}; {placement.reason}",
+        instance_type=placement.offer.name,
+        price_after=price,
+        params=_create_params(col, spec, placement, uid),
+    )
+    col.cost(placement.cloud, 0.0, price)
+    return VMTarget(placement.cloud, None, ident)
+
+
+def _create_params(
+    col: Collector, spec: VMSpec, placement: Placement, uid: str
+) -> dict[str, object]:
+    return {
+        "name": cloud_vm_name(spec.key),
+        "instanceType": placement.offer.name,
+        "image": spec.image or "",
+        "powerState": spec.power_state.value,
+        "diskGiB": spec.resources.disk_gib,
+        "tags": desired_tags(col.owner, spec.key, uid, spec.protect, spec.deletion_policy.value),
+    }
+
+
+def _replace(col: Collector, spec: VMSpec, placement: Placement, old: ObservedVM) -> VMTarget:
+    if is_protected(old.tags) or spec.protect:
+        col.protected.append(
+            f"{spec.key} ({old.external_id} on {old.cloud}) must move to {placement.cloud} "
+            "but is protected"
+        )
+        col.cost(old.cloud, old.price_per_hour, old.price_per_hour)
+        return VMTarget(old.cloud, old.external_id, None)
+    uid = col.uid(spec.key, placement.cloud)
+    price = _running_price(spec, placement)
+    params = _create_params(col, spec, placement, uid)
+    params.update({"fromCloud": old.cloud, "fromExternalId": old.external_id})
+    ident = col.add(
+        ActionType.REPLACE,
+        spec.key,
+        placement.cloud,
+        f"placement on {old.cloud} is no longer feasible; {placement.reason}. The new VM starts "
+        "from its image: disk contents are not copied (use migration when it lands)",
+        external_id=old.external_id,
+        instance_type=placement.offer.name,
+        price_before=old.price_per_hour,
+        price_after=price,
+        params=params,
+    )
+    col.cost(old.cloud, old.price_per_hour, 0.0)
+    col.cost(placement.cloud, 0.0, price)
+    return VMTarget(placement.cloud, None, ident)
+
+
+def _converge(
+    inp: PlanInput, col: Collector, spec: VMSpec, placement: Placement, vm: ObservedVM
+) -> VMTarget:
+    """Resize, retag, start or stop a VM that stays where it is."""
+    new_price = _running_price(spec, placement)
+    col.cost(vm.cloud, vm.price_per_hour, new_price)
+    wanted_tags = {
+        TAG_PROTECT: "true" if spec.protect else "false",
+        TAG_DELETION_POLICY: spec.deletion_policy.value,
+    }
+    have_tags = {k: vm.tags.get(k, "") for k in wanted_tags}
+    before = {"instanceType": vm.instance_type, "tags": have_tags}
+    after = {"instanceType": placement.offer.name, "tags": wanted_tags}
+    last: str | None = None
+    changes = field_changes(before, after)
+    if changes:
+        resize = vm.instance_type != placement.offer.name
+        reason = (
+            f"resize {vm.instance_type} -> {placement.offer.name}: {placement.reason}"
+            if resize
+            else "protect/deletionPolicy changed; recorded on the resource"
+        )
+        last = col.add(
+            ActionType.UPDATE,
+            spec.key,
+            vm.cloud,
+            reason,
+            external_id=vm.external_id,
+            instance_type=placement.offer.name,
+            price_before=vm.price_per_hour,
+            price_after=new_price if not resize or vm.power_state is PowerState.RUNNING else 0.0,
+            changes=changes,
+            params={
+                "instanceType": placement.offer.name if resize else None,
+                "tags": {**dict(vm.tags), **wanted_tags},
+            },
+        )
+    if vm.power_state is not spec.power_state:
+        kind = ActionType.START if spec.power_state is PowerState.RUNNING else ActionType.STOP
+        last = col.add(
+            kind,
+            spec.key,
+            vm.cloud,
+            f"spec.powerState is {spec.power_state.value}; it is {vm.power_state.value}",
+            external_id=vm.external_id,
+            instance_type=placement.offer.name,
+            price_before=vm.price_per_hour,
+            price_after=new_price,
+            depends_on=(last,) if last else (),
+            changes=field_changes(
+                {"powerState": vm.power_state.value}, {"powerState": spec.power_state.value}
+            ),
+            params={"powerState": spec.power_state.value},
+        )
+    return VMTarget(vm.cloud, vm.external_id, last)
+
+
+def _delete(col: Collector, vm: ObservedVM, reason: str) -> None:
+    key = vm.key
+    assert key is not None
+    if is_protected(vm.tags):
+        col.protected.append(f"{key} ({vm.external_id} on {vm.cloud}): {reason}")
+        col.cost(vm.cloud, vm.price_per_hour, vm.price_per_hour)
+        return
+    col.add(
+        ActionType.DELETE,
+        key,
+        vm.cloud,
+        reason,
+        external_id=vm.external_id,
+        instance_type=vm.instance_type,
+        price_before=vm.price_per_hour,
+    )
+    col.cost(vm.cloud, vm.price_per_hour, 0.0)
+
+
+def _plan_undeclared(col: Collector, key: ResourceKey, vm: ObservedVM) -> None:
+    if is_orphan_policy(vm.tags) and not is_protected(vm.tags):
+        col.add(
+            ActionType.FORGET,
+            key,
+            vm.cloud,
+            "no manifest declares it; deletionPolicy Orphan: it keeps running, unmanaged",
+            external_id=vm.external_id,
+            instance_type=vm.instance_type,
+            price_before=vm.price_per_hour,
+        )
+        col.forgotten.append(f"{key} ({vm.external_id} on {vm.cloud})")
+        col.cost(vm.cloud, vm.price_per_hour, 0.0)
+        return
+    _delete(col, vm, "no manifest declares it (deletionPolicy Delete)")
