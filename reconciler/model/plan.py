@@ -133,6 +133,7 @@ class Plan:
     unplaced: tuple[UnplacedEntry, ...] = ()
     warnings: tuple[str, ...] = ()
     forgotten: tuple[str, ...] = ()
+    cloud_specs: tuple[Mapping[str, Any], ...] = ()
     format_version: str = FORMAT_VERSION
 
     @property
@@ -179,6 +180,7 @@ class Plan:
             "unplaced": [{"key": str(u.key), "reasons": list(u.reasons)} for u in self.unplaced],
             "forgotten": list(self.forgotten),
             "warnings": list(self.warnings),
+            "cloudSpecs": [dict(c) for c in self.cloud_specs],
         }
 
     @classmethod
@@ -216,6 +218,7 @@ class Plan:
                 ),
                 warnings=tuple(raw.get("warnings", ())),
                 forgotten=tuple(raw.get("forgotten", ())),
+                cloud_specs=tuple(raw.get("cloudSpecs", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PlanError(f"not a valid reconciler plan: {exc!r}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from reconciler.model.cloudjson import cloud_to_json
 from reconciler.model.errors import PlanError
 from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey
 from reconciler.model.plan import CloudPrices, Plan, UnplacedEntry
@@ -48,6 +49,7 @@ def build_plan(inp: PlanInput) -> Plan:
         unplaced=tuple(unplaced),
         warnings=tuple(col.warnings),
         forgotten=tuple(col.forgotten),
+        cloud_specs=tuple(cloud_to_json(c) for _, c in sorted(inp.desired.clouds.items())),
     )
 
 

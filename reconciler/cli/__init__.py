@@ -1,0 +1,1 @@
+"""Command-line interface: argument parsing, rendering, prompts. No business logic."""

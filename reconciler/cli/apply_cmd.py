@@ -1,0 +1,131 @@
+"""`reconciler apply`: from manifests (plan, confirm, apply) or from a saved plan."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler.cli.options import common_options, report_errors, settings_from, use_colour
+from reconciler.cli.progress import ProgressReporter
+from reconciler.cli.render.text import render_text
+from reconciler.executor.engine import (
+    Settings,
+    apply,
+    check_fresh,
+    make_plan,
+    observe,
+    providers_for,
+    recover,
+)
+from reconciler.executor.runner import ApplyResult
+from reconciler.manifest import load_desired
+from reconciler.model.cloudjson import cloud_from_json
+from reconciler.model.errors import ExecutionError, PlanError
+from reconciler.model.plan import Plan
+from reconciler.model.specs import DesiredState
+
+
+def _saved_plan(paths: tuple[str, ...]) -> Plan | None:
+    if len(paths) != 1 or not paths[0].endswith(".json"):
+        return None
+    try:
+        raw = json.loads(Path(paths[0]).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{paths[0]}: not a JSON plan: {exc}") from exc
+    return Plan.from_json(raw)
+
+
+def _confirm(auto_approve: bool) -> None:
+    if auto_approve:
+        return
+    if not sys.stdin.isatty():
+        raise PlanError("not applying without confirmation: pass --auto-approve when not on a tty")
+    answer = click.prompt(
+        "Do you want to perform these actions? Only 'yes' will be accepted", default=""
+    )
+    if answer != "yes":
+        raise PlanError("apply cancelled; nothing was changed")
+
+
+def _finish(result: ApplyResult, plan: Plan) -> None:
+    counts: dict[str, int] = {}
+    by_id = {a.id: a for a in plan.actions}
+    for ident in result.done:
+        kind = by_id[ident].type.value
+        counts[kind] = counts.get(kind, 0) + 1
+    done = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
+    click.echo(
+        f"Apply finished: {done}; {len(result.failed)} failed, {len(result.skipped)} skipped."
+    )
+    for ident, error in sorted(result.failed.items()):
+        click.echo(f"  failed: {ident}: {error}", err=True)
+    if not result.ok:
+        raise ExecutionError(
+            f"{len(result.failed)} action(s) failed; run apply again to retry what is left"
+        )
+    if plan.unplaced:
+        raise ExecutionError(
+            f"{len(plan.unplaced)} resource(s) could not be placed: "
+            + ", ".join(str(u.key) for u in plan.unplaced)
+        )
+
+
+def _apply_saved(plan: Plan, settings: Settings) -> None:
+    clouds = {c["name"]: cloud_from_json(dict(c)) for c in plan.cloud_specs}
+    desired = DesiredState(clouds=clouds)
+    providers = providers_for(desired, settings)
+    for note in recover(settings, providers):
+        click.echo(note)
+    world = observe(providers)
+    check_fresh(plan, world, settings)
+    with ProgressReporter(len(plan.actions)) as progress:
+        result = apply(plan, world, desired, settings, progress)
+    _finish(result, plan)
+
+
+@click.command("apply")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Cloud calls in flight at once.",
+)
+@common_options
+@report_errors
+def apply_command(
+    paths: tuple[str, ...],
+    auto_approve: bool,
+    parallelism: int,
+    state_dir: Path | None,
+    owner: str | None,
+    no_color: bool,
+) -> None:
+    """Make the clouds match the manifests, or apply exactly a saved plan (FILE.json).
+
+    A saved plan is refused when the clouds changed since it was made.
+    """
+    settings = settings_from(state_dir, owner, parallelism)
+    saved = _saved_plan(paths)
+    if saved is not None:
+        _apply_saved(saved, settings)
+        return
+    desired = load_desired(list(paths), stdin=sys.stdin)
+    providers = providers_for(desired, settings)
+    for note in recover(settings, providers):
+        click.echo(note)
+    planned = make_plan(desired, settings, providers)
+    click.echo(render_text(planned.plan.to_json(), colour=use_colour(no_color)), nl=False)
+    if not planned.plan.has_changes:
+        if planned.plan.unplaced:
+            raise ExecutionError("some resources cannot be placed; see above")
+        return
+    _confirm(auto_approve)
+    with ProgressReporter(len(planned.plan.actions)) as progress:
+        result = apply(planned.plan, planned.world, desired, settings, progress)
+    _finish(result, planned.plan)

@@ -1,0 +1,78 @@
+"""Options every command shares, and turning errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from reconciler.executor.engine import Settings
+from reconciler.model.errors import ManifestError, ReconcilerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_STATE = ".reconciler"
+
+
+def common_options(fn: F) -> F:
+    """--state, --owner, --no-color on every command (env RECONCILER_STATE/OWNER)."""
+    fn = click.option(
+        "--state",
+        "state_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="State directory: the simulator's world and the apply journal "
+        f"(env RECONCILER_STATE, default ./{DEFAULT_STATE}).",
+    )(fn)
+    fn = click.option(
+        "--owner",
+        default=None,
+        help="Ownership tag value of this installation (env RECONCILER_OWNER, "
+        "default 'reconciler'). Resources with another owner are never touched.",
+    )(fn)
+    fn = click.option("--no-color", is_flag=True, help="Never colour the output.")(fn)
+    return fn
+
+
+def settings_from(state_dir: Path | None, owner: str | None, parallelism: int = 8) -> Settings:
+    state = state_dir or Path(os.environ.get("RECONCILER_STATE", DEFAULT_STATE))
+    return Settings(
+        state_dir=state,
+        owner=owner or os.environ.get("RECONCILER_OWNER", "reconciler"),
+        parallelism=parallelism,
+    )
+
+
+def use_colour(no_color: bool) -> bool:
+    return not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+
+
+def report_errors(fn: F) -> F:
+    """Every ReconcilerError becomes a clear message and exit 1; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ManifestError as exc:
+            for diag in exc.diagnostics:
+                click.echo(f"error: {diag}", err=True)
+            count = len(exc.diagnostics)
+            click.echo(f"{count} error{'s' if count != 1 else ''}; nothing was changed.", err=True)
+            sys.exit(1)
+        except ReconcilerError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except (OSError, ValueError) as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]

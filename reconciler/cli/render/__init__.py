@@ -1,0 +1,1 @@
+"""Renderers: turn a plan's versioned JSON form into text, markdown or JSON."""

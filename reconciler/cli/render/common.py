@@ -1,0 +1,96 @@
+"""Helpers shared by the text and markdown renderers (they read plan JSON only)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+ORDER = {
+    "delete": 0,
+    "replace": 1,
+    "detach": 2,
+    "stop": 3,
+    "forget": 4,
+    "create": 5,
+    "update": 6,
+    "attach": 7,
+    "start": 8,
+}
+VERB = {
+    "create": "will be created",
+    "update": "will be updated in place",
+    "start": "will be started",
+    "stop": "will be stopped",
+    "replace": "will be replaced (created elsewhere, then the old one deleted)",
+    "delete": "will be destroyed",
+    "forget": "will be forgotten (left running, no longer managed)",
+    "attach": "will be attached",
+    "detach": "will be detached",
+}
+SYMBOL = {
+    "create": "+",
+    "update": "~",
+    "start": ">",
+    "stop": "||",
+    "replace": "-/+",
+    "delete": "-",
+    "forget": "!",
+    "attach": "&",
+    "detach": "x",
+}
+
+
+def sorted_actions(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Destroys first, then changes, each group in key order."""
+    actions: list[Mapping[str, Any]] = list(plan["actions"])
+    return sorted(actions, key=lambda a: (ORDER.get(a["action"], 9), a["key"], a["cloud"]))
+
+
+def money(value: float) -> str:
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.2f}"
+
+
+def hourly(value: float) -> str:
+    return f"${value:.4f}/h" if value < 1 else f"${value:,.3f}/h"
+
+
+def summary_line(plan: Mapping[str, Any]) -> str:
+    counts = plan["summary"]
+    cost = plan["cost"]
+    change = (
+        counts["update"] + counts["start"] + counts["stop"] + counts["attach"] + counts["detach"]
+    )
+    parts = [f"{counts['create']} to create"]
+    if counts["replace"]:
+        parts.append(f"{counts['replace']} to replace")
+    parts.append(f"{change} to change")
+    parts.append(f"{counts['delete']} to delete")
+    if counts["forget"]:
+        parts.append(f"{counts['forget']} to forget")
+    delta = cost["deltaPerMonth"]
+    sign = "+" if delta > 0 else ""
+    return (
+        f"Plan: {', '.join(parts)}. Cost: {money(cost['currentPerMonth'])}/mo -> "
+        f"{money(cost['plannedPerMonth'])}/mo ({sign}{money(delta)}/mo)"
+    )
+
+
+def price_age(cloud: Mapping[str, Any], created_at: str) -> str:
+    """'aws-eu-west-1 list prices as of 2024-06-01 (542 days old)' for one cloud."""
+    as_of = cloud.get("priceAsOf") or ""
+    if not as_of:
+        return f"{cloud['name']}: {cloud.get('priceSource') or 'declared'} (no date)"
+    try:
+        made = dt.date.fromisoformat(created_at[:10])
+        days = (made - dt.date.fromisoformat(as_of[:10])).days
+        age = f"{days} day{'s' if days != 1 else ''} old"
+    except ValueError:
+        age = "age unknown"
+    sim = ", simulated" if cloud.get("simulated") else ""
+    return f"{cloud['name']}: prices as of {as_of} ({age}{sim})"
+
+
+def change_lines(action: Mapping[str, Any]) -> list[str]:
+    return [f"{c['path']}: {c['before']!r} -> {c['after']!r}" for c in action.get("changes", [])]

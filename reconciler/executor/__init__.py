@@ -1,0 +1,1 @@
+"""Executor: observes clouds, applies Plans (DAG waves, rate limits, retries, journal)."""

@@ -1,0 +1,143 @@
+"""The engine the CLI (and later the operator) drives: observe, broker, plan, apply.
+
+This is the layer that does I/O through providers; the broker and planner below it
+are pure functions of what it gathered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.broker import place
+from reconciler.executor.journal import Journal, close_interrupted, read_in_flight
+from reconciler.executor.runner import ActionEvent, ApplyResult, ExecOptions, execute
+from reconciler.executor.world import World, build_providers, observe
+
+__all__ = ["World", "observe"]
+from reconciler.model.errors import StalePlanError
+from reconciler.model.placement import BrokerResult
+from reconciler.model.plan import Plan
+from reconciler.model.specs import CloudSpec, DesiredState
+from reconciler.planner import PlanInput, build_plan
+from reconciler.providers.base import Provider, ProviderContext
+from reconciler.providers.ratelimit import TokenBucket
+
+JOURNAL_FILE = "journal.jsonl"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state lives and who we are. ``state_dir`` holds the simulator's world and
+    the apply journal; ``owner`` is the value of the reconciler.dev/owner tag."""
+
+    state_dir: Path
+    owner: str = "reconciler"
+    parallelism: int = 8
+
+    @property
+    def context(self) -> ProviderContext:
+        return ProviderContext(owner=self.owner, state_dir=self.state_dir)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state_dir / JOURNAL_FILE
+
+
+@dataclass(frozen=True)
+class Planned:
+    desired: DesiredState
+    world: World
+    result: BrokerResult
+    plan: Plan
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def providers_for(desired: DesiredState, settings: Settings) -> dict[str, Provider]:
+    return build_providers(desired.clouds, settings.context)
+
+
+def make_plan(
+    desired: DesiredState,
+    settings: Settings,
+    providers: dict[str, Provider] | None = None,
+    created_at: str | None = None,
+) -> Planned:
+    """Observe every declared cloud, place every resource, and plan the difference."""
+    world = observe(providers if providers is not None else providers_for(desired, settings))
+    result = place(desired, world.clouds, world.offers, world.inventory, owner=settings.owner)
+    plan = build_plan(
+        PlanInput(
+            desired=desired,
+            inventory=world.inventory,
+            result=result,
+            clouds=world.clouds,
+            owner=settings.owner,
+            created_at=created_at or now_iso(),
+        )
+    )
+    return Planned(desired, world, result, plan)
+
+
+def check_fresh(plan: Plan, world: World, settings: Settings) -> None:
+    """Refuse a saved plan made by another owner or against a different world."""
+    if plan.owner != settings.owner:
+        raise StalePlanError(
+            f"the plan was made for owner {plan.owner!r}, not {settings.owner!r}; re-plan"
+        )
+    if world.inventory.fingerprint() != plan.inventory_fingerprint:
+        raise StalePlanError(
+            "the clouds changed since this plan was made (what runs is not what the plan "
+            "was computed against); nothing was applied. Run `reconciler plan` again."
+        )
+
+
+def rate_limits(clouds: dict[str, CloudSpec]) -> dict[str, TokenBucket]:
+    return {
+        name: TokenBucket(spec.rate_limit.requests_per_second, spec.rate_limit.burst)
+        for name, spec in clouds.items()
+        if spec.rate_limit is not None
+    }
+
+
+def recover(settings: Settings, providers: dict[str, Provider]) -> list[str]:
+    """Resolve the calls an interrupted apply left in flight; return what was found.
+
+    Each in-flight create is looked up by its uid tag. Either way the next plan is
+    computed from what the clouds report, so nothing is created twice.
+    """
+    path = settings.journal_path
+    notes: list[str] = []
+    for item in read_in_flight(path):
+        provider = providers.get(item.cloud)
+        if item.uid and provider is not None:
+            found = provider.find_by_uid(item.uid)
+            state = f"completed ({found.external_id})" if found else "did not happen"
+        else:
+            state = "will be re-checked against what the cloud reports"
+        notes.append(f"interrupted apply: {item.action_id} {state}")
+    close_interrupted(path)
+    return notes
+
+
+def apply(
+    plan: Plan,
+    world: World,
+    desired: DesiredState,
+    settings: Settings,
+    on_event: Callable[[ActionEvent], None] = lambda _e: None,
+) -> ApplyResult:
+    """Carry out ``plan`` through the providers of ``world``, journaling every call."""
+    journal = Journal(settings.journal_path)
+    try:
+        options = ExecOptions(
+            parallelism=settings.parallelism, rate_limits=rate_limits(dict(desired.clouds))
+        )
+        return execute(plan, world.providers, journal, options, on_event)
+    finally:
+        journal.close()

@@ -1,0 +1,129 @@
+"""The apply journal: intent before every cloud call, outcome after.
+
+One JSON line per record, appended and flushed before the call it announces, so a
+process killed with SIGKILL at any point leaves a journal that says which calls may
+have happened. Records of one apply sit between a ``begin`` and an ``end`` record; an
+apply without ``end`` was interrupted, and its intents without outcome are the calls
+whose effect must be looked up in the cloud (by the resource's uid tag).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.model.plan import Action
+
+ROTATE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """An action whose intent was journaled but whose outcome was not."""
+
+    plan_id: str
+    action_id: str
+    cloud: str
+    uid: str | None
+    record: dict[str, Any]
+
+
+class Journal:
+    """Append-only JSONL journal, safe to call from many threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size > ROTATE_BYTES:
+            path.replace(path.with_suffix(".1.jsonl"))
+        self._lock = threading.Lock()
+        self._file = path.open("a", encoding="utf-8")
+
+    def _write(self, record: dict[str, Any]) -> None:
+        record["t"] = round(time.time(), 3)
+        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+
+    def begin(self, plan_id: str, actions: int) -> None:
+        self._write({"phase": "begin", "plan": plan_id, "actions": actions})
+
+    def intent(self, plan_id: str, action: Action) -> None:
+        tags = action.params.get("tags") or {}
+        self._write(
+            {
+                "phase": "intent",
+                "plan": plan_id,
+                "id": action.id,
+                "cloud": action.cloud,
+                "uid": tags.get("reconciler.dev/uid"),
+            }
+        )
+
+    def outcome(
+        self, plan_id: str, action: Action, ok: bool, external_id: str | None, error: str = ""
+    ) -> None:
+        self._write(
+            {
+                "phase": "done" if ok else "failed",
+                "plan": plan_id,
+                "id": action.id,
+                "externalId": external_id,
+                "error": error,
+            }
+        )
+
+    def end(self, plan_id: str, ok: bool) -> None:
+        self._write({"phase": "end", "plan": plan_id, "ok": ok})
+        with self._lock:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def read_in_flight(path: Path) -> list[InFlight]:
+    """Intents without outcome from applies that never wrote their ``end`` record."""
+    if not path.exists():
+        return []
+    open_runs: dict[str, dict[str, dict[str, Any]]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a crash mid-write: its call never started
+            plan = str(rec.get("plan", ""))
+            phase = rec.get("phase")
+            if phase == "begin":
+                open_runs[plan] = {}
+            elif phase == "end":
+                open_runs.pop(plan, None)
+            elif phase == "intent" and plan in open_runs:
+                open_runs[plan][str(rec["id"])] = rec
+            elif phase in ("done", "failed") and plan in open_runs:
+                open_runs[plan].pop(str(rec["id"]), None)
+    return [
+        InFlight(plan, rec["id"], rec.get("cloud", ""), rec.get("uid"), rec)
+        for plan, intents in open_runs.items()
+        for rec in intents.values()
+    ]
+
+
+def close_interrupted(path: Path) -> None:
+    """Mark every interrupted apply as ended once its in-flight calls were resolved."""
+    if not path.exists():
+        return
+    plans = {f.plan_id for f in read_in_flight(path)}
+    with path.open("a", encoding="utf-8") as handle:
+        for plan in sorted(plans):
+            handle.write(
+                json.dumps({"phase": "end", "plan": plan, "ok": False, "recovered": True}) + "\n"
+            )

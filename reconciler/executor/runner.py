@@ -1,0 +1,240 @@
+"""Carrying out a Plan: dependency order, bounded parallelism, per-cloud rate limits,
+retries with backoff, and a journal entry before and after every cloud call.
+
+Destructive actions (delete, detach, stop, forget) run in a first wave so a finite
+private cloud has its capacity back before creates need it; each wave follows the
+plan's dependsOn edges. An action whose dependency failed is skipped, not attempted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from reconciler.executor.dispatch import Resolver, call_for
+from reconciler.executor.journal import Journal
+from reconciler.executor.retry import RetryPolicy, call_with_retry
+from reconciler.model.errors import ProviderError, TransientError
+from reconciler.model.plan import Action, ActionType, Plan
+from reconciler.providers.base import Provider
+from reconciler.providers.ratelimit import TokenBucket
+
+FIRST_WAVE = frozenset({ActionType.DELETE, ActionType.DETACH, ActionType.STOP, ActionType.FORGET})
+
+
+@dataclass(frozen=True)
+class ActionEvent:
+    """Progress of one action: phase is start, retry, done, failed or skipped."""
+
+    action: Action
+    phase: str
+    message: str = ""
+    external_id: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class ApplyResult:
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    parallelism: int = 8
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    rate_limits: Mapping[str, TokenBucket] = field(default_factory=dict)
+
+
+def plan_id(plan: Plan) -> str:
+    return f"{plan.created_at}/{plan.inventory_fingerprint[:12]}"
+
+
+class _Run:
+    """State of one apply; one instance per ``execute`` call."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        providers: Mapping[str, Provider],
+        journal: Journal,
+        options: ExecOptions,
+        on_event: Callable[[ActionEvent], None],
+    ) -> None:
+        self.plan_id = plan_id(plan)
+        self.providers = providers
+        self.journal = journal
+        self.options = options
+        self.resolver = Resolver()
+        self.result = ApplyResult()
+        self._emit_lock = threading.Lock()
+        self._on_event = on_event
+
+    def emit(self, event: ActionEvent) -> None:
+        with self._emit_lock:
+            self._on_event(event)
+
+    def _provider_call(
+        self, action: Action, cloud: str, fn: Callable[[], str | None]
+    ) -> str | None:
+        bucket = self.options.rate_limits.get(cloud)
+
+        def limited() -> str | None:
+            if bucket is not None:
+                bucket.acquire()
+            return fn()
+
+        def report(attempt: int, exc: TransientError) -> None:
+            self.emit(ActionEvent(action, "retry", f"attempt {attempt + 1} after: {exc}"))
+
+        return call_with_retry(limited, self.options.retry, on_retry=report)
+
+    def perform(self, action: Action) -> str | None:
+        """Journal the intent, make the call(s), journal the outcome."""
+        self.journal.intent(self.plan_id, action)
+        try:
+            external_id = self._dispatch(action)
+        except Exception as exc:
+            self.journal.outcome(self.plan_id, action, False, None, str(exc))
+            raise
+        self.journal.outcome(self.plan_id, action, True, external_id)
+        if external_id:
+            self.resolver.record(str(action.key), external_id)
+        return external_id
+
+    def _dispatch(self, action: Action) -> str | None:
+        provider = self.providers[action.cloud]
+        if action.type is ActionType.REPLACE:
+            as_create = Action(
+                action.id,
+                ActionType.CREATE,
+                action.key,
+                action.cloud,
+                action.reason,
+                params=action.params,
+            )
+            create = call_for(as_create)
+            new_id = self._provider_call(
+                action, action.cloud, lambda: create(provider, as_create, self.resolver)
+            )
+            source = self.providers[str(action.params["fromCloud"])]
+            old_id = str(action.params["fromExternalId"])
+            self._provider_call(action, source.cloud.name, lambda: _delete_vm(source, old_id))
+            return new_id
+        call = call_for(action)
+        return self._provider_call(
+            action, action.cloud, lambda: call(provider, action, self.resolver)
+        )
+
+    def run_wave(self, actions: Sequence[Action]) -> None:
+        """Run one wave as a DAG with at most ``parallelism`` calls in flight."""
+        in_wave = {a.id for a in actions}
+        waiting: dict[str, int] = {}
+        children: dict[str, list[Action]] = {}
+        ready: deque[Action] = deque()
+        for action in actions:
+            local = [d for d in action.depends_on if d in in_wave]
+            if self._blocked_by(action):
+                continue
+            waiting[action.id] = len(local)
+            for dep in local:
+                children.setdefault(dep, []).append(action)
+            if not local:
+                ready.append(action)
+        workers = max(1, self.options.parallelism)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            inflight: dict[Future[str | None], tuple[Action, float]] = {}
+            while ready or inflight:
+                while ready and len(inflight) < workers:
+                    action = ready.popleft()
+                    self.emit(ActionEvent(action, "start"))
+                    inflight[pool.submit(self.perform, action)] = (action, time.monotonic())
+                finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    action, started = inflight.pop(future)
+                    ok = self._finish(action, future, time.monotonic() - started)
+                    for child in children.get(action.id, []):
+                        if not ok:
+                            self._skip(child, f"depends on {action.id}, which failed", children)
+                            continue
+                        waiting[child.id] -= 1
+                        if waiting[child.id] == 0 and child.id not in self.result.skipped:
+                            ready.append(child)
+
+    def _blocked_by(self, action: Action) -> bool:
+        """Skip an action whose dependency (from an earlier wave) failed or was skipped."""
+        for dep in action.depends_on:
+            if dep in self.result.failed or dep in self.result.skipped:
+                self.result.skipped[action.id] = f"depends on {dep}, which did not succeed"
+                self.emit(ActionEvent(action, "skipped", self.result.skipped[action.id]))
+                return True
+        return False
+
+    def _skip(self, action: Action, why: str, children: Mapping[str, list[Action]]) -> None:
+        if action.id in self.result.skipped:
+            return
+        self.result.skipped[action.id] = why
+        self.emit(ActionEvent(action, "skipped", why))
+        for child in children.get(action.id, []):
+            self._skip(child, f"depends on {action.id}, which was skipped", children)
+
+    def _finish(self, action: Action, future: Future[str | None], seconds: float) -> bool:
+        try:
+            external_id = future.result()
+        except ProviderError as exc:
+            self.result.failed[action.id] = str(exc)
+            self.emit(ActionEvent(action, "failed", str(exc), seconds=seconds))
+            return False
+        except Exception as exc:  # a bug, reported per action instead of killing the apply
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            self.result.failed[action.id] = message
+            self.emit(ActionEvent(action, "failed", message, seconds=seconds))
+            return False
+        self.result.done.append(action.id)
+        self.emit(ActionEvent(action, "done", external_id=external_id, seconds=seconds))
+        return True
+
+
+def _delete_vm(provider: Provider, external_id: str) -> None:
+    provider.delete_vm(external_id)
+
+
+def split_waves(actions: Sequence[Action]) -> tuple[list[Action], list[Action]]:
+    """First wave: destructive actions whose dependencies are all destructive too."""
+    first = {a.id for a in actions if a.type in FIRST_WAVE}
+    by_id = {a.id: a for a in actions}
+    changed = True
+    while changed:
+        changed = False
+        for ident in list(first):
+            if any(dep not in first and dep in by_id for dep in by_id[ident].depends_on):
+                first.discard(ident)
+                changed = True
+    return [a for a in actions if a.id in first], [a for a in actions if a.id not in first]
+
+
+def execute(
+    plan: Plan,
+    providers: Mapping[str, Provider],
+    journal: Journal,
+    options: ExecOptions | None = None,
+    on_event: Callable[[ActionEvent], None] = lambda _event: None,
+) -> ApplyResult:
+    """Apply every action of ``plan``; never raises for a failed cloud call (see result)."""
+    run = _Run(plan, providers, journal, options or ExecOptions(), on_event)
+    journal.begin(run.plan_id, len(plan.actions))
+    try:
+        for wave in split_waves(plan.actions):
+            run.run_wave(wave)
+    finally:
+        journal.end(run.plan_id, run.result.ok)
+    return run.result
