@@ -1,0 +1,43 @@
+# The two commands: `make demo` (install, then plan and apply examples/quickstart on the
+# embedded simulated clouds) and `make test` (install, lint, type-check, all tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_STATE ?= .reconciler-demo
+
+.PHONY: install demo test lint unit bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: install
+	rm -rf $(DEMO_STATE)
+	$(BIN)/reconciler validate examples/quickstart
+	$(BIN)/reconciler plan examples/quickstart --state $(DEMO_STATE)
+	$(BIN)/reconciler apply examples/quickstart --state $(DEMO_STATE) --auto-approve
+	$(BIN)/reconciler plan examples/quickstart --state $(DEMO_STATE) --detailed-exitcode
+	$(BIN)/reconciler show examples/quickstart --state $(DEMO_STATE)
+	$(BIN)/reconciler explain vm/default/batch examples/quickstart --state $(DEMO_STATE)
+
+lint: install
+	$(BIN)/ruff check reconciler tests bench
+	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: install
+	$(BIN)/pytest
+
+test: lint unit
+
+bench: install
+	$(BIN)/python bench/broker_bench.py
+	$(BIN)/python bench/plan_bench.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_STATE) .reconciler .pytest_cache .mypy_cache .ruff_cache
