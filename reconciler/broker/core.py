@@ -1,0 +1,210 @@
+"""The broker's entry points: exact placement, the greedy baseline and the LP bound."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from reconciler.broker.explain import candidates, placed_reason, unplaced_reasons
+from reconciler.broker.groups import Group, Grouper
+from reconciler.broker.milp import Counts, build_model, lp_bound, solve
+from reconciler.broker.state import Pool, World, offer_order
+from reconciler.broker.sticky import StickyResult, sticky_pass
+from reconciler.broker.storage import place_storage
+from reconciler.model.cloud import CloudInfo, Offer
+from reconciler.model.keys import ResourceKey
+from reconciler.model.observed import Inventory
+from reconciler.model.placement import BrokerResult, Placement, SolverStats, Unplaced
+from reconciler.model.specs import DesiredState
+
+DEFAULT_TIME_LIMIT = 10.0
+
+
+@dataclass
+class _Prepared:
+    world: World
+    pool: Pool
+    sticky: StickyResult
+    groups: list[Group]
+    inventory: Inventory
+
+    @property
+    def sticky_cost(self) -> float:
+        return sum(p.offer.price_per_hour for p in self.sticky.placements.values())
+
+
+def _prepare(
+    desired: DesiredState,
+    clouds: Mapping[str, CloudInfo],
+    offers: Mapping[str, Sequence[Offer]],
+    inventory: Inventory,
+    owner: str,
+) -> _Prepared:
+    world = World.build(desired, clouds, offers)
+    pool = Pool.from_world(world)
+    sticky = sticky_pass(world, pool, inventory, owner)
+    return _Prepared(world, pool, sticky, Grouper(world).build(sticky.free), inventory)
+
+
+def _cheapest(group: Group) -> tuple[Counts, int]:
+    """Exact for an uncoupled group: all its VMs on its cheapest option."""
+    if not group.options:
+        return [], group.size
+    return [(group.options[0], group.size)], 0
+
+
+def _greedy(prep: _Prepared, chosen: Sequence[int]) -> dict[int, tuple[Counts, int]]:
+    """VMs of the ``chosen`` groups one by one in key order, each on the cheapest
+    offer with room left (the naive baseline)."""
+    tallies: dict[int, dict[Offer, int]] = {gi: {} for gi in chosen}
+    order = sorted((vm.spec.key, gi) for gi in chosen for vm in prep.groups[gi].vms)
+    pool = prep.pool
+    for _, gi in order:
+        need = prep.groups[gi].need
+        for offer in prep.groups[gi].fitting:
+            spread_full = (
+                need.spread_set is not None
+                and need.spread_max is not None
+                and pool.spread_used(need.spread_set, offer.cloud) >= need.spread_max
+            )
+            if not spread_full and pool.blocked(offer) is None:
+                pool.take(offer)
+                pool.add_spread(need.spread_set, offer.cloud)
+                tallies[gi][offer] = tallies[gi].get(offer, 0) + 1
+                break
+    return {
+        gi: (list(t.items()), prep.groups[gi].size - sum(t.values())) for gi, t in tallies.items()
+    }
+
+
+def _finish(
+    prep: _Prepared, results: list[tuple[Counts, int]], stats: SolverStats | None
+) -> BrokerResult:
+    """Turn per-group counts into Placements/Unplaced (VMs in key order onto offers in
+    price order), then place storage."""
+    placements: dict[ResourceKey, Placement] = dict(prep.sticky.placements)
+    unplaced: dict[ResourceKey, Unplaced] = dict(prep.sticky.unplaced)
+    for group, (counts, missing) in zip(prep.groups, results, strict=True):
+        cands = candidates(prep.world, group, counts, missing, prep.pool)
+        slots = [o for o, n in sorted(counts, key=lambda c: offer_order(c[0])) for _ in range(n)]
+        reasons: dict[Offer, str] = {}
+        for vm, offer in zip(group.vms, slots, strict=False):
+            base = reasons.get(offer) or reasons.setdefault(offer, placed_reason(group, offer))
+            reason = f"{vm.note}; now: {base}" if vm.note else base
+            placements[vm.spec.key] = Placement(vm.spec.key, offer, reason, False, cands)
+        if missing > 0:
+            why = unplaced_reasons(prep.world, group, prep.pool)
+            for vm in group.vms[len(slots) :]:
+                extra = (vm.note,) if vm.note else ()
+                unplaced[vm.spec.key] = Unplaced(vm.spec.key, extra + why, cands)
+    storage = place_storage(prep.world, prep.inventory, placements)
+    return BrokerResult(placements, unplaced, storage.placed, storage.unplaced, stats)
+
+
+def _total(result: BrokerResult) -> float:
+    return sum(p.offer.price_per_hour for p in result.placements.values())
+
+
+def place(
+    desired: DesiredState,
+    clouds: Mapping[str, CloudInfo],
+    offers: Mapping[str, Sequence[Offer]],
+    inventory: Inventory,
+    owner: str = "reconciler",
+    *,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+) -> BrokerResult:
+    """Exact min-cost placement of every declared VM (and storage), explained.
+
+    Running VMs stay put while allowed and fitting; the rest are assigned by HiGHS
+    (scipy.optimize.milp), placing as many VMs as possible first and then at least cost.
+    """
+    start = time.perf_counter()
+    prep = _prepare(desired, clouds, offers, inventory, owner)
+    results: dict[int, tuple[Counts, int]] = {}
+    coupled = [gi for gi, g in enumerate(prep.groups) if g.coupled]
+    for gi, group in enumerate(prep.groups):
+        if not group.coupled:
+            results[gi] = _cheapest(group)
+    solver, status, variables = "cheapest-per-group", "optimal; no coupling constraints", 0
+    bound_extra: float | None = 0.0
+    if coupled:
+        model = build_model([prep.groups[gi] for gi in coupled], prep.pool)
+        sol = solve(model, time_limit)
+        solver, status, variables = "highs-milp", sol.status, sol.variables
+        if sol.status == "no-solution":
+            results.update(_greedy(prep, coupled))
+            status, bound_extra = "no-solution; greedy fallback", None
+        else:
+            bound_extra = lp_bound(model, sum(sol.unplaced), time_limit)
+            for gi, counts, missing in zip(coupled, sol.counts, sol.unplaced, strict=True):
+                results[gi] = (counts, missing)
+                for offer, n in counts:
+                    prep.pool.take(offer, n)
+                    prep.pool.add_spread(prep.groups[gi].need.spread_set, offer.cloud, n)
+    ordered = [results[gi] for gi in range(len(prep.groups))]
+    result = _finish(prep, ordered, None)
+    fixed = prep.sticky_cost + sum(
+        o.price_per_hour * n for gi in results if gi not in coupled for o, n in results[gi][0]
+    )
+    stats = SolverStats(
+        solver=solver,
+        groups=len(prep.groups),
+        variables=variables,
+        seconds=time.perf_counter() - start,
+        objective_per_hour=_total(result),
+        lp_bound_per_hour=None if bound_extra is None else fixed + bound_extra,
+        status=status,
+    )
+    return BrokerResult(
+        result.placements, result.unplaced, result.storage, result.storage_unplaced, stats
+    )
+
+
+def place_greedy(
+    desired: DesiredState,
+    clouds: Mapping[str, CloudInfo],
+    offers: Mapping[str, Sequence[Offer]],
+    inventory: Inventory,
+    owner: str = "reconciler",
+) -> BrokerResult:
+    """The naive baseline: same filters and stickiness, then first-fit by price."""
+    start = time.perf_counter()
+    prep = _prepare(desired, clouds, offers, inventory, owner)
+    found = _greedy(prep, range(len(prep.groups)))
+    result = _finish(prep, [found[gi] for gi in range(len(prep.groups))], None)
+    stats = SolverStats(
+        solver="greedy",
+        groups=len(prep.groups),
+        variables=0,
+        seconds=time.perf_counter() - start,
+        objective_per_hour=_total(result),
+        status="heuristic",
+    )
+    return BrokerResult(
+        result.placements, result.unplaced, result.storage, result.storage_unplaced, stats
+    )
+
+
+def lp_lower_bound(
+    desired: DesiredState,
+    clouds: Mapping[str, CloudInfo],
+    offers: Mapping[str, Sequence[Offer]],
+    inventory: Inventory,
+    owner: str = "reconciler",
+    *,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+) -> float:
+    """A lower bound on place()'s $/h: sticky VMs, plus the LP relaxation of the cost
+    phase with the (integer) minimum number of unplaced VMs fixed."""
+    prep = _prepare(desired, clouds, offers, inventory, owner)
+    total = prep.sticky_cost
+    coupled = [g for g in prep.groups if g.coupled]
+    for group in prep.groups:
+        if not group.coupled:
+            total += sum(o.price_per_hour * n for o, n in _cheapest(group)[0])
+    if coupled:
+        bound = lp_bound(build_model(coupled, prep.pool), None, time_limit)
+        total += bound if bound is not None else 0.0
+    return total
