@@ -1,0 +1,188 @@
+"""Price catalogs shipped with reconciler, and the offers a Cloud ends up with.
+
+A catalog is a YAML file in ``reconciler/providers/data/``: instance types with $/hour
+list prices plus storage and egress prices, with the public page they come from
+(``source``) and the date those prices were published (``asOf``). A Cloud's offers
+are its catalog's offers extended (or replaced) by the offers declared inline in
+its manifest.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from reconciler.model.cloud import Offer
+from reconciler.model.errors import PermanentError
+from reconciler.model.specs import CloudSpec
+
+_DATA_PACKAGE = "reconciler.providers"
+_DATA_DIR = "data"
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogOffer:
+    """One instance type of a catalog; ``as_of`` overrides the catalog's date."""
+
+    name: str
+    vcpus: int
+    memory_gib: float
+    price_per_hour: float
+    gpus: int = 0
+    as_of: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """A parsed price catalog (prices in USD; storage per GiB-month, egress per GiB)."""
+
+    name: str
+    provider: str
+    region: str
+    source: str
+    as_of: str
+    offers: tuple[CatalogOffer, ...]
+    currency: str = "USD"
+    notes: str = ""
+    block_storage_per_gib_month: float = 0.0
+    object_storage_per_gib_month: float = 0.0
+    egress_per_gib: float = 0.0
+
+    def offer(self, name: str) -> CatalogOffer | None:
+        """The offer called ``name``, if the catalog has it."""
+        return next((o for o in self.offers if o.name == name), None)
+
+
+def catalog_names() -> list[str]:
+    """Names of every catalog shipped with this build, sorted."""
+    folder = resources.files(_DATA_PACKAGE).joinpath(_DATA_DIR)
+    return sorted(
+        entry.name.removesuffix(".yaml")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    )
+
+
+def _require(raw: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in raw or raw[key] in (None, ""):
+        raise ValueError(f"{where}: missing '{key}'")
+    return raw[key]
+
+
+def _parse_offer(raw: Mapping[str, Any], where: str) -> CatalogOffer:
+    name = str(_require(raw, "name", where))
+    here = f"{where} offer {name}"
+    offer = CatalogOffer(
+        name=name,
+        vcpus=int(_require(raw, "vcpus", here)),
+        memory_gib=float(_require(raw, "memoryGiB", here)),
+        price_per_hour=float(_require(raw, "pricePerHour", here)),
+        gpus=int(raw.get("gpus", 0) or 0),
+        as_of=str(raw.get("asOf", "") or ""),
+    )
+    if offer.vcpus < 1 or offer.memory_gib <= 0 or offer.price_per_hour < 0:
+        raise ValueError(f"{here}: vcpus, memoryGiB must be positive and price >= 0")
+    return offer
+
+
+def parse_catalog(raw: Mapping[str, Any], where: str) -> Catalog:
+    """Build a Catalog from its YAML mapping; ValueError naming ``where`` if malformed."""
+    offers = tuple(_parse_offer(o, where) for o in _require(raw, "offers", where))
+    names = [o.name for o in offers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: duplicate offer names")
+    return Catalog(
+        name=str(_require(raw, "name", where)),
+        provider=str(_require(raw, "provider", where)),
+        region=str(raw.get("region", "") or ""),
+        source=str(_require(raw, "source", where)),
+        as_of=str(_require(raw, "asOf", where)),
+        offers=offers,
+        currency=str(raw.get("currency", "USD")),
+        notes=str(raw.get("notes", "") or ""),
+        block_storage_per_gib_month=float(raw.get("blockStoragePerGiBMonth", 0.0) or 0.0),
+        object_storage_per_gib_month=float(raw.get("objectStoragePerGiBMonth", 0.0) or 0.0),
+        egress_per_gib=float(raw.get("egressPerGiB", 0.0) or 0.0),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def load_catalog(name: str) -> Catalog:
+    """The shipped catalog called ``name`` (parsed once, then cached).
+
+    Raises PermanentError(reason="UnknownCatalog") listing the known catalogs.
+    """
+    known = catalog_names()
+    if name not in known:
+        raise PermanentError(
+            f"unknown price catalog '{name}' (known: {', '.join(known)})",
+            reason="UnknownCatalog",
+        )
+    path = resources.files(_DATA_PACKAGE).joinpath(_DATA_DIR, f"{name}.yaml")
+    raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"catalog {name}: not a mapping")
+    catalog = parse_catalog(raw, f"catalog {name}")
+    if catalog.name != name:
+        raise ValueError(f"catalog {name}: file declares name '{catalog.name}'")
+    return catalog
+
+
+def catalog_for(cloud: CloudSpec) -> Catalog | None:
+    """The catalog a Cloud names in ``spec.pricing.catalog`` (None if it names none).
+
+    An unknown name raises PermanentError naming the Cloud and the known catalogs.
+    """
+    name = cloud.pricing.catalog
+    if not name:
+        return None
+    try:
+        return load_catalog(name)
+    except PermanentError as exc:
+        raise PermanentError(str(exc), cloud=cloud.name, reason=exc.reason) from exc
+
+
+def inline_source(cloud: CloudSpec) -> str:
+    """The ``price_source`` of offers declared inline on a Cloud."""
+    return f"inline (Cloud {cloud.name})"
+
+
+def build_offers(cloud: CloudSpec, catalog: Catalog | None) -> list[Offer]:
+    """A Cloud's offers: the catalog's, extended by inline ``pricing.offers``.
+
+    An inline offer with a catalog offer's name wins over it; with ``pricing.mode ==
+    "Replace"`` the catalog is ignored. Inline offers carry ``price_source``
+    "inline (Cloud <name>)" and an empty ``price_as_of`` (the price is as declared in
+    the manifest, renderers show "declared").
+    """
+    result: dict[str, Offer] = {}
+    if catalog is not None and cloud.pricing.mode != "Replace":
+        for item in catalog.offers:
+            result[item.name] = Offer(
+                cloud=cloud.name,
+                name=item.name,
+                vcpus=item.vcpus,
+                memory_gib=item.memory_gib,
+                price_per_hour=item.price_per_hour,
+                gpus=item.gpus,
+                price_source=catalog.source,
+                price_as_of=item.as_of or catalog.as_of,
+            )
+    for spec in cloud.pricing.offers:
+        result[spec.name] = Offer(
+            cloud=cloud.name,
+            name=spec.name,
+            vcpus=spec.vcpus,
+            memory_gib=spec.memory_gib,
+            price_per_hour=spec.price_per_hour,
+            gpus=spec.gpus,
+            available=spec.available,
+            price_source=inline_source(cloud),
+            price_as_of="",
+        )
+    return list(result.values())

@@ -1,0 +1,105 @@
+"""What makes the simulator behave like a remote cloud: latency, 429s and faults.
+
+Every simulated API call goes through ``Chaos.enter`` (sleep ``latencyMs``, take a
+token from the cloud's server-side bucket or fail with a 429-like TransientError,
+roll the seeded fault dice) and, for mutations, ``Chaos.leave`` afterwards.
+
+An injected TransientError comes in two kinds, chosen at random with equal odds:
+"failed" (raised before the call did anything) and "lost response" (the mutation was
+performed and acknowledged by the world, but the caller gets an error). The second is
+what makes idempotent create-by-uid necessary: the executor's retry must find the
+resource instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from enum import Enum
+
+from reconciler.model.errors import PermanentError, TransientError
+from reconciler.model.specs import CloudSpec, Simulation
+from reconciler.providers.sim.world import SimWorld
+
+OPERATIONS = ("list", "create", "update", "delete")
+DEFAULT_FAULT_OPERATIONS = ("create", "update", "delete")
+
+
+class Fault(Enum):
+    NONE = "none"
+    LOST_RESPONSE = "lost-response"
+
+
+class Chaos:
+    """Latency, server-side throttling and seeded fault injection for one cloud.
+
+    The RNG is seeded with ``faults.seed`` and the cloud name, so the same sequence of
+    calls meets the same faults in every run.
+    """
+
+    def __init__(self, cloud: CloudSpec, world: SimWorld) -> None:
+        self.cloud = cloud.name
+        self.sim = cloud.simulation or Simulation()
+        self.world = world
+        faults = self.sim.faults
+        self.operations = frozenset(faults.operations or DEFAULT_FAULT_OPERATIONS)
+        self._rng = random.Random(f"{faults.seed}:{cloud.name}")
+        self._rng_lock = threading.Lock()
+
+    def _throttle(self) -> None:
+        rate = self.sim.server_rate_limit
+        if rate is None:
+            return
+        wait = self.world.throttle(self.cloud, rate).try_acquire()
+        if wait > 0.0:
+            raise TransientError(
+                f"simulated throttling (HTTP 429): over {rate:g} requests/s",
+                cloud=self.cloud,
+                retry_after=wait,
+            )
+
+    def _roll(self, operation: str) -> tuple[str, bool]:
+        """("transient"|"permanent"|"", lost_response) for one call."""
+        faults = self.sim.faults
+        if operation not in self.operations or (
+            faults.transient_rate <= 0 and faults.permanent_rate <= 0
+        ):
+            return "", False
+        with self._rng_lock:
+            draw = self._rng.random()
+            lost = self._rng.random() < 0.5
+        if draw < faults.transient_rate:
+            return "transient", lost
+        if draw < faults.transient_rate + faults.permanent_rate:
+            return "permanent", False
+        return "", False
+
+    def enter(self, operation: str) -> Fault:
+        """Run before a call; raises a fault that happens before any effect."""
+        if self.sim.latency_ms > 0:
+            time.sleep(self.sim.latency_ms / 1000.0)
+        self._throttle()
+        kind, lost = self._roll(operation)
+        if kind == "permanent":
+            raise PermanentError(
+                f"simulated permanent fault in {operation}",
+                cloud=self.cloud,
+                reason="InjectedFault",
+            )
+        if kind == "transient" and not (lost and operation != "list"):
+            raise TransientError(
+                f"simulated transient fault in {operation} (nothing was done)",
+                cloud=self.cloud,
+                retry_after=0.01,
+            )
+        return Fault.LOST_RESPONSE if kind == "transient" else Fault.NONE
+
+    def leave(self, operation: str, fault: Fault) -> None:
+        """Run after a call did its work; raises the "lost response" fault."""
+        if fault is Fault.LOST_RESPONSE:
+            raise TransientError(
+                f"simulated lost response in {operation} (the change WAS made)",
+                cloud=self.cloud,
+                retry_after=0.01,
+            )
