@@ -42,6 +42,7 @@ class Journal:
         if path.exists() and path.stat().st_size > ROTATE_BYTES:
             path.replace(path.with_suffix(".1.jsonl"))
         self._lock = threading.Lock()
+        _end_torn_line(path)
         self._file = path.open("a", encoding="utf-8")
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -89,6 +90,19 @@ class Journal:
             self._file.close()
 
 
+def _end_torn_line(path: Path) -> None:
+    """A crash mid-write can leave a last line without its newline; end it so the
+    next record is not glued onto it (the torn line itself is skipped when read)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        torn = handle.read(1) != b"\n"
+    if torn:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write("\n")
+
+
 def read_in_flight(path: Path) -> list[InFlight]:
     """Intents without outcome from applies that never wrote their ``end`` record."""
     if not path.exists():
@@ -122,6 +136,9 @@ def close_interrupted(path: Path) -> None:
     if not path.exists():
         return
     plans = {f.plan_id for f in read_in_flight(path)}
+    if not plans:
+        return
+    _end_torn_line(path)
     with path.open("a", encoding="utf-8") as handle:
         for plan in sorted(plans):
             handle.write(
