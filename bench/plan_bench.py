@@ -42,7 +42,10 @@ def write_clouds(out: Path) -> None:
         "spec: {provider: sim, pricing: {catalog: sim-private-openstack}, "
         "capacity: {vcpus: 4000, memoryGiB: 16000, instances: 2000}}\n"
     )
-    for name, extra in (("eu", "jurisdictions: [eu]"), ("cheap", "clouds: {deny: [{name: cloud-3}]}")):
+    for name, extra in (
+        ("eu", "jurisdictions: [eu]"),
+        ("cheap", "clouds: {deny: [{name: cloud-3}]}"),
+    ):
         docs.append(
             "apiVersion: reconciler.dev/v1alpha1\nkind: BrokerPolicy\n"
             f"metadata: {{name: {name}, namespace: default}}\nspec: {{{extra}}}\n"
@@ -85,12 +88,26 @@ def bench(count: int) -> dict[str, float]:
         settings = Settings(state_dir=root / "state", parallelism=16)
         total = time.perf_counter()
         desired = timed("load+validate", results, lambda: load_desired([str(manifests)]))
-        world = timed("observe", results,
-                      lambda: observe(build_providers(desired.clouds, settings.context)))
-        placed = timed("broker", results, lambda: place(desired, world.clouds, world.offers,
-                                                        world.inventory))
-        plan = timed("planner", results, lambda: build_plan(PlanInput(
-            desired, world.inventory, placed, world.clouds, settings.owner, "2026-11-25T00:00:00Z")))
+        world = timed(
+            "observe", results, lambda: observe(build_providers(desired.clouds, settings.context))
+        )
+        placed = timed(
+            "broker", results, lambda: place(desired, world.clouds, world.offers, world.inventory)
+        )
+        plan = timed(
+            "planner",
+            results,
+            lambda: build_plan(
+                PlanInput(
+                    desired,
+                    world.inventory,
+                    placed,
+                    world.clouds,
+                    settings.owner,
+                    "2026-11-25T00:00:00Z",
+                )
+            ),
+        )
         timed("json", results, lambda: json.dumps(plan.to_json()))
         results["plan total"] = time.perf_counter() - total
         results["actions"] = len(plan.actions)
@@ -106,7 +123,9 @@ def bench(count: int) -> dict[str, float]:
 
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000, 100000]
-    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}"
+    )
     rows = {size: bench(size) for size in sizes}
     labels = list(next(iter(rows.values())))
     print("| stage | " + " | ".join(f"{s:,} VMs" for s in sizes) + " |")
@@ -115,7 +134,9 @@ def main() -> None:
         cells = []
         for size in sizes:
             value = rows[size][label]
-            cells.append(f"{value:,.0f}" if label in ("actions", "max RSS MiB") else f"{value:.2f} s")
+            cells.append(
+                f"{value:,.0f}" if label in ("actions", "max RSS MiB") else f"{value:.2f} s"
+            )
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

@@ -19,12 +19,24 @@ class Result:
     err: str
 
 
-def run(*args: str, state: Path | None = None, stdin: str = "", env: dict[str, str] | None = None,
-        timeout: float = 120) -> Result:
+def run(
+    *args: str,
+    state: Path | None = None,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> Result:
     cmd = [sys.executable, "-m", "reconciler", *args]
     if state is not None:
         cmd += ["--state", str(state)]
-    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "NO_COLOR": "1", **(env or {})}, cwd=ROOT)
+    proc = subprocess.run(
+        cmd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        cwd=ROOT,
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     return Result(proc.returncode, proc.stdout, proc.stderr)

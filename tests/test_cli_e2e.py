@@ -52,7 +52,8 @@ def test_plan_in_three_formats(tmp_path: Path, project: Path) -> None:
     as_json = run("plan", str(project), "-o", "json", state=state)
     data = json.loads(as_json.out)
     assert data["formatVersion"] == "1"
-    assert data["summary"]["create"] == len(data["actions"])
+    assert data["summary"]["create"] + data["summary"]["attach"] == len(data["actions"])
+    assert data["summary"]["attach"] == 1  # db-data onto db, after both exist
     assert {a["kind"] for a in data["actions"]} == {"VirtualMachine", "Volume", "Bucket"}
     md = run("plan", str(project), "-o", "markdown", state=state)
     assert md.out.startswith("### reconciler plan") and "| cloud |" in md.out

@@ -77,9 +77,21 @@ def kill_at(manifests: Path, state: Path, journal_lines: int) -> None:
     journal = state / "journal.jsonl"
     start = len(journal.read_text().splitlines()) if journal.exists() else 0
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "apply", str(manifests), "--auto-approve",
-         "--state", str(state), "--parallelism", "4"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "apply",
+            str(manifests),
+            "--auto-approve",
+            "--state",
+            str(state),
+            "--parallelism",
+            "4",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
     )
     deadline = time.monotonic() + 60
     try:
@@ -117,6 +129,4 @@ def test_sigkill_apply_then_rerun_converges(tmp_path: Path, kill_points: tuple[i
     assert len(vms) == 25 and set(vms.values()) == {1}
     buckets = Counter(k for _, k in resources if k.startswith("Bucket/"))
     assert buckets == {"Bucket/default/logs": 2}
-    assert Counter(k for _, k in resources if k.startswith("Volume/")) == {
-        "Volume/default/data": 1
-    }
+    assert Counter(k for _, k in resources if k.startswith("Volume/")) == {"Volume/default/data": 1}

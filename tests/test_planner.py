@@ -54,8 +54,10 @@ def test_stop_and_start() -> None:
 
 
 def test_undeclared_deleted_orphan_forgotten_protect_errors() -> None:
-    running = [observed("gone", SMALL, "i-1"),
-               observed("kept", SMALL, "i-2", policy=DeletionPolicy.ORPHAN.value)]
+    running = [
+        observed("gone", SMALL, "i-1"),
+        observed("kept", SMALL, "i-2", policy=DeletionPolicy.ORPHAN.value),
+    ]
     plan = build_plan(make_input([], {}, running))
     assert kinds(plan) == [("delete", "gone"), ("forget", "kept")]
     assert plan.forgotten and "i-2" in plan.forgotten[0]
@@ -78,21 +80,24 @@ def test_infeasible_placement_is_replaced_unless_protected() -> None:
     assert action.type is ActionType.REPLACE and action.cloud == "priv"
     assert action.params["fromExternalId"] == "i-1"
     with pytest.raises(PlanError, match="protected"):
-        build_plan(make_input([vm_spec("a", protect=True)], {"a": PRIV},
-                              [observed("a", SMALL, "i-1")]))
+        build_plan(
+            make_input([vm_spec("a", protect=True)], {"a": PRIV}, [observed("a", SMALL, "i-1")])
+        )
 
 
 def test_protect_change_is_recorded_as_tag_update() -> None:
-    plan = build_plan(make_input([vm_spec("a", protect=True)], {"a": SMALL},
-                                 [observed("a", SMALL, "i-1")]))
+    plan = build_plan(
+        make_input([vm_spec("a", protect=True)], {"a": SMALL}, [observed("a", SMALL, "i-1")])
+    )
     (action,) = plan.actions
     assert action.type is ActionType.UPDATE
     assert action.changes[0].path == "tags.reconciler.dev/protect"
 
 
 def test_json_round_trip_and_stable_ids() -> None:
-    inp = make_input([vm_spec("a"), vm_spec("b")], {"a": SMALL, "b": PRIV},
-                     [observed("c", SMALL, "i-9")])
+    inp = make_input(
+        [vm_spec("a"), vm_spec("b")], {"a": SMALL, "b": PRIV}, [observed("c", SMALL, "i-9")]
+    )
     plan = build_plan(inp)
     again = Plan.from_json(json.loads(json.dumps(plan.to_json())))
     assert again.to_json() == plan.to_json()

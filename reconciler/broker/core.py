@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from reconciler.broker.explain import candidates, placed_reason, unplaced_reasons
+from reconciler.broker.explain import (
+    candidates,
+    placed_reason,
+    sticky_candidates,
+    unplaced_reasons,
+)
+from reconciler.broker.filters import Need
 from reconciler.broker.groups import Group, Grouper
 from reconciler.broker.milp import Counts, build_model, lp_bound, solve
 from reconciler.broker.state import Pool, World, offer_order
@@ -15,7 +21,13 @@ from reconciler.broker.storage import place_storage
 from reconciler.model.cloud import CloudInfo, Offer
 from reconciler.model.keys import ResourceKey
 from reconciler.model.observed import Inventory
-from reconciler.model.placement import BrokerResult, Placement, SolverStats, Unplaced
+from reconciler.model.placement import (
+    BrokerResult,
+    Candidate,
+    Placement,
+    SolverStats,
+    Unplaced,
+)
 from reconciler.model.specs import DesiredState
 
 DEFAULT_TIME_LIMIT = 10.0
@@ -28,6 +40,7 @@ class _Prepared:
     sticky: StickyResult
     groups: list[Group]
     inventory: Inventory
+    grouper: Grouper
 
     @property
     def sticky_cost(self) -> float:
@@ -44,7 +57,27 @@ def _prepare(
     world = World.build(desired, clouds, offers)
     pool = Pool.from_world(world)
     sticky = sticky_pass(world, pool, inventory, owner)
-    return _Prepared(world, pool, sticky, Grouper(world).build(sticky.free), inventory)
+    grouper = Grouper(world)
+    return _Prepared(world, pool, sticky, grouper.build(sticky.free), inventory, grouper)
+
+
+def _explain_sticky(prep: _Prepared) -> dict[ResourceKey, Placement]:
+    """Sticky placements with the full candidate table, shared per (need, offer)."""
+    tables: dict[tuple[Need, str, str], tuple[Candidate, ...]] = {}
+    groups: dict[Need, Group] = {}
+    out: dict[ResourceKey, Placement] = {}
+    for key, placement in prep.sticky.placements.items():
+        need = prep.sticky.needs[key]
+        offer = placement.offer
+        table = tables.get((need, offer.cloud, offer.name))
+        if table is None:
+            group = groups.get(need)
+            if group is None:
+                group = groups[need] = prep.grouper.describe(need)
+            table = sticky_candidates(prep.world, group, offer, prep.pool)
+            tables[(need, offer.cloud, offer.name)] = table
+        out[key] = replace(placement, candidates=table)
+    return out
 
 
 def _cheapest(group: Group) -> tuple[Counts, int]:
@@ -83,7 +116,7 @@ def _finish(
 ) -> BrokerResult:
     """Turn per-group counts into Placements/Unplaced (VMs in key order onto offers in
     price order), then place storage."""
-    placements: dict[ResourceKey, Placement] = dict(prep.sticky.placements)
+    placements: dict[ResourceKey, Placement] = _explain_sticky(prep)
     unplaced: dict[ResourceKey, Unplaced] = dict(prep.sticky.unplaced)
     for group, (counts, missing) in zip(prep.groups, results, strict=True):
         cands = candidates(prep.world, group, counts, missing, prep.pool)

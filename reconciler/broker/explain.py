@@ -92,6 +92,53 @@ def candidates(
     return tuple(out[:MAX_CANDIDATES])
 
 
+def _not_moved(o: Offer, here: Offer, need: Need, pool: Pool) -> Candidate:
+    """A cheaper offer a running VM stays away from: spread, capacity, or no cost moves."""
+    outcome, detail = blocked_verdict(o, need, pool)
+    if outcome != Outcome.SPREAD_LIMIT or o.cloud == here.cloud:
+        blocked = pool.blocked(o)
+        if blocked is not None:
+            outcome, detail = Outcome.NO_CAPACITY, blocked
+        else:
+            saving = here.price_per_hour - o.price_per_hour
+            outcome = Outcome.KEPT_RUNNING
+            detail = (
+                f"-${saving:.4f}/h, but a running VM is not moved for cost "
+                "(rebalancing decides that)"
+            )
+    return Candidate(o.cloud, o.name, o.price_per_hour, outcome, detail)
+
+
+def sticky_candidates(
+    world: World, group: Group, offer: Offer, pool: Pool
+) -> tuple[Candidate, ...]:
+    """The table for a VM that stays where it runs: the offer it keeps, the cheaper
+    offers it is not moved to and why, dearer ones, and what the filters rejected."""
+    here = Candidate(
+        offer.cloud, offer.name, offer.price_per_hour, Outcome.CHOSEN, "stays where it runs"
+    )
+    cheaper: list[Candidate] = []
+    dearer: list[Candidate] = []
+    for o in group.fitting:
+        if (o.cloud, o.name) == (offer.cloud, offer.name):
+            continue
+        delta = o.price_per_hour - offer.price_per_hour
+        if delta < 0 and len(cheaper) < MAX_BLOCKED:
+            cheaper.append(_not_moved(o, offer, group.need, pool))
+        elif delta >= 0 and len(dearer) < MAX_DEARER:
+            detail = f"+${delta:.4f}/h vs where it runs"
+            dearer.append(
+                Candidate(o.cloud, o.name, o.price_per_hour, Outcome.MORE_EXPENSIVE, detail)
+            )
+    out = [here, *cheaper, *dearer]
+    out += [_cloud_candidate(world, c, oc, d) for c, oc, d, _ in group.cloud_rejects]
+    out += [
+        Candidate(o.cloud, o.name, o.price_per_hour, oc, d)
+        for o, oc, d in group.offer_rejects[:MAX_REJECTS]
+    ]
+    return tuple(out[:MAX_CANDIDATES])
+
+
 def placed_reason(group: Group, offer: Offer) -> str:
     """Why a VM of this group got ``offer``."""
     price = f"{offer.cloud}/{offer.name} at ${offer.price_per_hour:.4f}/h"

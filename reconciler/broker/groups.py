@@ -104,6 +104,12 @@ class Grouper:
             self._fill(group)
         return groups
 
+    def describe(self, need: Need) -> Group:
+        """A group with no VMs: the filters' view of one need (for explanations)."""
+        group = Group(need, [])
+        self._fill(group)
+        return group
+
     def _fill(self, group: Group) -> None:
         need = group.need
         policy = self.world.policy(need.namespace, need.policy_ref)

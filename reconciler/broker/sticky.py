@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.broker.filters import Need, cloud_verdict, observed_fits, offer_verdict
 from reconciler.broker.state import Pool, World
@@ -29,6 +29,7 @@ class StickyResult:
     placements: dict[ResourceKey, Placement]
     free: list[FreeVM]
     unplaced: dict[ResourceKey, Unplaced]
+    needs: dict[ResourceKey, Need] = field(default_factory=dict)
 
 
 def make_need(world: World, vm: VMSpec, with_volumes: set[tuple[str, str]]) -> Need | str:
@@ -102,6 +103,7 @@ class _Sticky:
             cands = (Candidate(*ck, Outcome.CHOSEN, "stays in its current cloud"),)
             self._cands[ck] = cands
         self.result.placements[vm.key] = Placement(vm.key, offer, reason, True, cands)
+        self.result.needs[vm.key] = need
         self.pool.add_spread(need.spread_set, offer.cloud)
 
     def _spread_full(self, need: Need, cloud: str) -> str | None:

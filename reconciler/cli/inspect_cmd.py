@@ -11,6 +11,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from reconciler.broker import place
 from reconciler.cli.options import common_options, report_errors, settings_from, use_colour
@@ -36,7 +37,7 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], co
     for i, col in enumerate(columns):
         table.add_column(col, justify="right" if col.startswith("$") else "left", no_wrap=i == 0)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # Text: no markup parsing of "[eu]"
     Console(no_color=not colour, width=None if sys.stdout.isatty() else 160).print(table)
 
 
@@ -81,7 +82,7 @@ def _inventory_rows(
             }
             for b in inv.buckets
         ]
-        total = sum(r["pricePerHour"] for r in rows)
+        total = sum(float(r["pricePerHour"]) for r in rows)
         clouds.append(
             {
                 "name": name,

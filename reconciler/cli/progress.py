@@ -7,7 +7,15 @@ from types import TracebackType
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from reconciler.executor.runner import ActionEvent
 
@@ -19,7 +27,7 @@ class ProgressReporter:
         self.tty = sys.stdout.isatty() if tty is None else tty
         self.total = total
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> ProgressReporter:
         if self.tty:
@@ -50,9 +58,11 @@ class ProgressReporter:
         if self._progress is not None and self._task is not None:
             if event.phase in ("done", "failed", "skipped"):
                 self._progress.advance(self._task)
-            self._progress.update(self._task, description=label)
+            self._progress.update(self._task, description=escape(label))
             if event.phase in ("failed", "skipped", "retry"):
-                self._progress.console.print(f"{event.phase}: {label}: {event.message}")
+                self._progress.console.print(
+                    f"{event.phase}: {label}: {event.message}", markup=False, highlight=False
+                )
             return
         if event.phase == "done":
             ident = f" ({event.external_id})" if event.external_id else ""

@@ -24,6 +24,7 @@ class Outcome(StrEnum):
     MISSING_CAPABILITY = "missing-capability"
     NO_CAPACITY = "no-capacity"
     SPREAD_LIMIT = "spread-limit"
+    KEPT_RUNNING = "kept-running"  # cheaper, but a running VM is not moved for cost (yet)
 
 
 @dataclass(frozen=True, slots=True)
