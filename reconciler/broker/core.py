@@ -190,9 +190,7 @@ def place(
         lp_bound_per_hour=None if bound_extra is None else fixed + bound_extra,
         status=status,
     )
-    return BrokerResult(
-        result.placements, result.unplaced, result.storage, result.storage_unplaced, stats
-    )
+    return replace(result, stats=stats)
 
 
 def place_greedy(
@@ -215,9 +213,7 @@ def place_greedy(
         objective_per_hour=_total(result),
         status="heuristic",
     )
-    return BrokerResult(
-        result.placements, result.unplaced, result.storage, result.storage_unplaced, stats
-    )
+    return replace(result, stats=stats)
 
 
 def lp_lower_bound(
