@@ -77,6 +77,17 @@ def summary_line(plan: Mapping[str, Any]) -> str:
     )
 
 
+def no_changes_line(plan: Mapping[str, Any]) -> str:
+    """Only claim convergence when nothing is left unplaced."""
+    unplaced = len(plan.get("unplaced", []))
+    if unplaced:
+        return (
+            f"No changes can be made, but {unplaced} resource{'s' if unplaced != 1 else ''} "
+            "cannot be placed (see the errors above)."
+        )
+    return "No changes. The clouds match the manifests."
+
+
 def price_age(cloud: Mapping[str, Any], created_at: str) -> str:
     """'aws-eu-west-1 list prices as of 2024-06-01 (542 days old)' for one cloud."""
     as_of = cloud.get("priceAsOf") or ""

@@ -10,6 +10,7 @@ from reconciler.cli.render.common import (
     change_lines,
     hourly,
     money,
+    no_changes_line,
     price_age,
     sorted_actions,
     summary_line,
@@ -61,5 +62,5 @@ def render_markdown(plan: Mapping[str, Any]) -> str:
     for warning in plan.get("warnings", []):
         out.append(f"> Warning: {_cell(warning)}")
     if not actions:
-        out.append("No changes. The clouds match the manifests.")
+        out.append(no_changes_line(plan))
     return "\n".join(out).rstrip() + "\n"

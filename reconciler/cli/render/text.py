@@ -10,6 +10,7 @@ from reconciler.cli.render.common import (
     VERB,
     change_lines,
     hourly,
+    no_changes_line,
     price_age,
     sorted_actions,
     summary_line,
@@ -69,7 +70,7 @@ def render_text(plan: Mapping[str, Any], colour: bool = False) -> str:
     for warning in plan.get("warnings", []):
         out.append(_paint(f"Warning: {warning}", "33", colour))
     if not actions:
-        out.append("No changes. The clouds match the manifests.")
+        out.append(no_changes_line(plan))
         out.append(summary_line(plan))
     else:
         out.append(_paint(summary_line(plan), "1", colour))
