@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey, ownership_tags
+from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey
 from reconciler.model.plan import Action, ActionType, FieldChange
 
 
@@ -30,12 +30,6 @@ def is_protected(tags: Mapping[str, str]) -> bool:
 
 def is_orphan_policy(tags: Mapping[str, str]) -> bool:
     return tags.get(TAG_DELETION_POLICY) == "Orphan"
-
-
-def desired_tags(
-    owner: str, key: ResourceKey, uid: str, protect: bool, deletion_policy: str
-) -> dict[str, str]:
-    return ownership_tags(owner, key, uid, protect, deletion_policy)
 
 
 @dataclass
@@ -92,3 +86,63 @@ class Collector:
     def cost(self, cloud: str, current: float, planned: float) -> None:
         self.current[cloud] += current
         self.planned[cloud] += planned
+
+    def retire(
+        self,
+        key: ResourceKey,
+        cloud: str,
+        external_id: str,
+        tags: Mapping[str, str],
+        reason: str,
+        *,
+        price: float = 0.0,
+        instance_type: str | None = None,
+        detach_first: bool = False,
+        orphan_allowed: bool = True,
+    ) -> None:
+        """Take away a resource we own that should not stay where it is.
+
+        The one place that decides: a protected resource is refused (collected for the
+        plan's error and left costing what it costs), a deletionPolicy Orphan one is
+        forgotten, anything else deleted (detached first when ``detach_first``).
+        Duplicates pass ``orphan_allowed=False``: the resource they duplicate is kept.
+        """
+        where = f"{key} ({external_id} on {cloud})"
+        if is_protected(tags):
+            self.protected.append(f"{where}: {reason}")
+            self.cost(cloud, price, price)
+            return
+        self.cost(cloud, price, 0.0)
+        if orphan_allowed and is_orphan_policy(tags):
+            self.add(
+                ActionType.FORGET,
+                key,
+                cloud,
+                f"{reason}; deletionPolicy Orphan: left in place, no longer managed",
+                external_id=external_id,
+                instance_type=instance_type,
+                price_before=price,
+            )
+            self.forgotten.append(where)
+            return
+        deps: tuple[str, ...] = ()
+        if detach_first:
+            deps = (
+                self.add(
+                    ActionType.DETACH,
+                    key,
+                    cloud,
+                    f"{reason}; detach before delete",
+                    external_id=external_id,
+                ),
+            )
+        self.add(
+            ActionType.DELETE,
+            key,
+            cloud,
+            reason,
+            external_id=external_id,
+            depends_on=deps,
+            instance_type=instance_type,
+            price_before=price,
+        )

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 
-from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey
+from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey, ownership_tags
 from reconciler.model.observed import ObservedBucket, ObservedVolume
 from reconciler.model.plan import ActionType
 from reconciler.model.specs import BucketSpec, VolumeSpec
-from reconciler.planner.collect import Collector, desired_tags, is_orphan_policy, is_protected
+from reconciler.planner.collect import Collector
 from reconciler.planner.diff import field_changes
 from reconciler.planner.inputs import PlanInput
 from reconciler.planner.vms import VMTarget
@@ -68,7 +68,7 @@ def _plan_volume(
                 "name": f"{spec.key.namespace}-{spec.key.name}"[:63],
                 "sizeGiB": spec.size_gib,
                 "class": spec.volume_class,
-                "tags": desired_tags(
+                "tags": ownership_tags(
                     col.owner, spec.key, uid, spec.protect, spec.deletion_policy.value
                 ),
             },
@@ -148,41 +148,14 @@ def _attach(
 
 
 def _remove_volume(col: Collector, key: ResourceKey, vol: ObservedVolume, why: str) -> None:
-    if is_protected(vol.tags):
-        col.protected.append(f"{key} ({vol.external_id} on {vol.cloud}): {why}")
-        col.cost(vol.cloud, vol.price_per_hour, vol.price_per_hour)
-        return
-    col.cost(vol.cloud, vol.price_per_hour, 0.0)
-    if is_orphan_policy(vol.tags):
-        col.add(
-            ActionType.FORGET,
-            key,
-            vol.cloud,
-            f"{why}; deletionPolicy Orphan: kept, unmanaged",
-            external_id=vol.external_id,
-            price_before=vol.price_per_hour,
-        )
-        col.forgotten.append(f"{key} ({vol.external_id} on {vol.cloud})")
-        return
-    deps: tuple[str, ...] = ()
-    if vol.attached_to:
-        deps = (
-            col.add(
-                ActionType.DETACH,
-                key,
-                vol.cloud,
-                f"{why}; detach before delete",
-                external_id=vol.external_id,
-            ),
-        )
-    col.add(
-        ActionType.DELETE,
+    col.retire(
         key,
         vol.cloud,
+        vol.external_id,
+        vol.tags,
         why,
-        external_id=vol.external_id,
-        depends_on=deps,
-        price_before=vol.price_per_hour,
+        price=vol.price_per_hour,
+        detach_first=vol.attached_to is not None,
     )
 
 
@@ -221,7 +194,7 @@ def _plan_bucket(
                 params={
                     "name": f"{spec.key.namespace}-{spec.key.name}-{uid[:8]}"[:63],
                     "versioning": spec.versioning,
-                    "tags": desired_tags(
+                    "tags": ownership_tags(
                         col.owner, spec.key, uid, spec.protect, spec.deletion_policy.value
                     ),
                 },
@@ -241,17 +214,4 @@ def _plan_bucket(
 
 
 def _remove_bucket(col: Collector, key: ResourceKey, bucket: ObservedBucket, why: str) -> None:
-    if is_protected(bucket.tags):
-        col.protected.append(f"{key} ({bucket.external_id} on {bucket.cloud}): {why}")
-        return
-    if is_orphan_policy(bucket.tags):
-        col.add(
-            ActionType.FORGET,
-            key,
-            bucket.cloud,
-            f"{why}; deletionPolicy Orphan: kept",
-            external_id=bucket.external_id,
-        )
-        col.forgotten.append(f"{key} ({bucket.external_id} on {bucket.cloud})")
-        return
-    col.add(ActionType.DELETE, key, bucket.cloud, why, external_id=bucket.external_id)
+    col.retire(key, bucket.cloud, bucket.external_id, bucket.tags, why)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey
+from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey, ownership_tags
 from reconciler.model.observed import ObservedVM
 from reconciler.model.placement import Placement
 from reconciler.model.plan import ActionType
 from reconciler.model.specs import PowerState, VMSpec
-from reconciler.planner.collect import Collector, desired_tags, is_orphan_policy, is_protected
+from reconciler.planner.collect import Collector, is_protected
 from reconciler.planner.diff import field_changes
 from reconciler.planner.inputs import PlanInput
 
@@ -51,9 +51,9 @@ def plan_vms(inp: PlanInput, col: Collector) -> dict[ResourceKey, VMTarget]:
         target = _plan_declared(inp, col, spec, found)
         if target is not None:
             targets[key] = target
-    for key, leftovers in sorted(observed.items()):
+    for _key, leftovers in sorted(observed.items()):
         for vm in leftovers:
-            _plan_undeclared(col, key, vm)
+            _delete(col, vm, "no manifest declares it")
     return targets
 
 
@@ -85,6 +85,7 @@ def _plan_declared(
             dup,
             f"duplicate of {target.external_id or 'the VM being created'} "
             "(same reconciler.dev/key)",
+            orphan_allowed=False,
         )
     return target
 
@@ -114,7 +115,7 @@ def _create_params(
         "image": spec.image or "",
         "powerState": spec.power_state.value,
         "diskGiB": spec.resources.disk_gib,
-        "tags": desired_tags(col.owner, spec.key, uid, spec.protect, spec.deletion_policy.value),
+        "tags": ownership_tags(col.owner, spec.key, uid, spec.protect, spec.deletion_policy.value),
     }
 
 
@@ -204,37 +205,16 @@ def _converge(
     return VMTarget(vm.cloud, vm.external_id, last)
 
 
-def _delete(col: Collector, vm: ObservedVM, reason: str) -> None:
+def _delete(col: Collector, vm: ObservedVM, reason: str, orphan_allowed: bool = True) -> None:
     key = vm.key
     assert key is not None
-    if is_protected(vm.tags):
-        col.protected.append(f"{key} ({vm.external_id} on {vm.cloud}): {reason}")
-        col.cost(vm.cloud, vm.price_per_hour, vm.price_per_hour)
-        return
-    col.add(
-        ActionType.DELETE,
+    col.retire(
         key,
         vm.cloud,
+        vm.external_id,
+        vm.tags,
         reason,
-        external_id=vm.external_id,
+        price=vm.price_per_hour,
         instance_type=vm.instance_type,
-        price_before=vm.price_per_hour,
+        orphan_allowed=orphan_allowed,
     )
-    col.cost(vm.cloud, vm.price_per_hour, 0.0)
-
-
-def _plan_undeclared(col: Collector, key: ResourceKey, vm: ObservedVM) -> None:
-    if is_orphan_policy(vm.tags) and not is_protected(vm.tags):
-        col.add(
-            ActionType.FORGET,
-            key,
-            vm.cloud,
-            "no manifest declares it; deletionPolicy Orphan: it keeps running, unmanaged",
-            external_id=vm.external_id,
-            instance_type=vm.instance_type,
-            price_before=vm.price_per_hour,
-        )
-        col.forgotten.append(f"{key} ({vm.external_id} on {vm.cloud})")
-        col.cost(vm.cloud, vm.price_per_hour, 0.0)
-        return
-    _delete(col, vm, "no manifest declares it (deletionPolicy Delete)")
