@@ -16,7 +16,7 @@ from reconciler.executor.engine import (
     apply,
     check_fresh,
     make_plan,
-    observe,
+    observe_declared,
     providers_for,
     recover,
 )
@@ -79,7 +79,7 @@ def _apply_saved(plan: Plan, settings: Settings) -> None:
     providers = providers_for(desired, settings)
     for note in recover(settings, providers):
         click.echo(note)
-    world = observe(providers)
+    world = observe_declared(desired, settings, providers)
     check_fresh(plan, world, settings)
     with ProgressReporter(len(plan.actions)) as progress:
         result = apply(plan, world, desired, settings, progress)

@@ -13,9 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from reconciler.broker import place
 from reconciler.cli.options import common_options, report_errors, settings_from, use_colour
-from reconciler.executor.engine import observe, providers_for
+from reconciler.executor.engine import observe_declared, place_declared
 from reconciler.manifest import load_desired
 from reconciler.model.errors import PlanError
 from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey
@@ -45,7 +44,7 @@ def _inventory_rows(
     paths: tuple[str, ...], state_dir: Path | None, owner: str | None
 ) -> dict[str, Any]:
     desired = load_desired(list(paths), stdin=sys.stdin)
-    world = observe(providers_for(desired, settings_from(state_dir, owner)))
+    world = observe_declared(desired, settings_from(state_dir, owner))
     clouds: list[dict[str, Any]] = []
     for name in sorted(world.inventory.clouds):
         inv = world.inventory.clouds[name]
@@ -182,8 +181,7 @@ def explain_command(
     desired = load_desired(list(paths), stdin=sys.stdin)
     if rkey not in desired.vms and rkey not in desired.volumes and rkey not in desired.buckets:
         raise PlanError(f"{rkey} is not declared in {', '.join(paths)}")
-    world = observe(providers_for(desired, settings))
-    result = place(desired, world.clouds, world.offers, world.inventory, owner=settings.owner)
+    _world, result = place_declared(desired, settings)
     colour = use_colour(no_color)
     if rkey in result.storage:
         storage = result.storage[rkey]

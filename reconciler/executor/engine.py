@@ -15,8 +15,6 @@ from reconciler.broker import place
 from reconciler.executor.journal import Journal, close_interrupted, read_in_flight
 from reconciler.executor.runner import ActionEvent, ApplyResult, ExecOptions, execute
 from reconciler.executor.world import World, build_providers, observe
-
-__all__ = ["World", "observe"]
 from reconciler.model.errors import StalePlanError
 from reconciler.model.placement import BrokerResult
 from reconciler.model.plan import Plan
@@ -62,15 +60,29 @@ def providers_for(desired: DesiredState, settings: Settings) -> dict[str, Provid
     return build_providers(desired.clouds, settings.context)
 
 
+def observe_declared(
+    desired: DesiredState, settings: Settings, providers: dict[str, Provider] | None = None
+) -> World:
+    """Describe, price and list every declared cloud."""
+    return observe(providers if providers is not None else providers_for(desired, settings))
+
+
+def place_declared(
+    desired: DesiredState, settings: Settings, providers: dict[str, Provider] | None = None
+) -> tuple[World, BrokerResult]:
+    """Observe every declared cloud and place every declared resource."""
+    world = observe_declared(desired, settings, providers)
+    return world, place(desired, world.clouds, world.offers, world.inventory, owner=settings.owner)
+
+
 def make_plan(
     desired: DesiredState,
     settings: Settings,
     providers: dict[str, Provider] | None = None,
     created_at: str | None = None,
 ) -> Planned:
-    """Observe every declared cloud, place every resource, and plan the difference."""
-    world = observe(providers if providers is not None else providers_for(desired, settings))
-    result = place(desired, world.clouds, world.offers, world.inventory, owner=settings.owner)
+    """Observe, place, and plan the difference between desired and observed."""
+    world, result = place_declared(desired, settings, providers)
     plan = build_plan(
         PlanInput(
             desired=desired,

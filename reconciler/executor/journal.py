@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.model.keys import TAG_UID
 from reconciler.model.plan import Action
 
 ROTATE_BYTES = 64 * 1024 * 1024
@@ -63,7 +64,7 @@ class Journal:
                 "plan": plan_id,
                 "id": action.id,
                 "cloud": action.cloud,
-                "uid": tags.get("reconciler.dev/uid"),
+                "uid": tags.get(TAG_UID),
             }
         )
 
