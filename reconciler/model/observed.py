@@ -1,7 +1,12 @@
-"""Actual state: what providers report running, as plain frozen records."""
+"""Actual state: what providers report running, as plain frozen records.
+
+Each record's ``key`` is parsed from its ``reconciler.dev/key`` tag once, when the record
+is made: the broker and the planner both read it for every resource, on every plan.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -20,13 +25,22 @@ def _key_from_tags(tags: Mapping[str, str]) -> ResourceKey | None:
         return None
 
 
+@functools.cache
+def _observed_fields(type_name: str) -> tuple[str, ...]:
+    """Names of a record type's observed fields; derived ones (the parsed key) add
+    nothing the tags do not say."""
+    cls = {c.__name__: c for c in (ObservedVM, ObservedVolume, ObservedBucket)}[type_name]
+    return tuple(f.name for f in fields(cls) if f.init)
+
+
 def _row(record: ObservedVM | ObservedVolume | ObservedBucket) -> str:
     """A canonical text of one observed record (tags sorted) for fingerprints."""
+    kind = type(record).__name__
     values = []
-    for f in fields(record):
-        value = getattr(record, f.name)
+    for name in _observed_fields(kind):
+        value = getattr(record, name)
         values.append(sorted(value.items()) if isinstance(value, Mapping) else value)
-    return f"{type(record).__name__}{values!r}"
+    return f"{kind}{values!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +56,10 @@ class ObservedVM:
     image: str = ""
     disk_gib: int = 0
     gpus: int = 0
+    key: ResourceKey | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> ResourceKey | None:
-        return _key_from_tags(self.tags)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key_from_tags(self.tags))
 
     @property
     def uid(self) -> str:
@@ -61,10 +75,10 @@ class ObservedVolume:
     attached_to: str | None  # external id of the VM
     price_per_hour: float
     tags: Mapping[str, str] = field(default_factory=dict)
+    key: ResourceKey | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> ResourceKey | None:
-        return _key_from_tags(self.tags)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key_from_tags(self.tags))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +88,10 @@ class ObservedBucket:
     versioning: bool
     price_per_hour: float
     tags: Mapping[str, str] = field(default_factory=dict)
+    key: ResourceKey | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> ResourceKey | None:
-        return _key_from_tags(self.tags)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _key_from_tags(self.tags))
 
 
 @dataclass(frozen=True)
