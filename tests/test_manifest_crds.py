@@ -3,6 +3,8 @@ YAML reader agrees with libyaml."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +76,8 @@ def test_crd_is_structural_v1(kind: str) -> None:
             assert node.get("description"), f"{path} has no description"
         if path.startswith(f"{kind}.spec"):
             assert "x-kubernetes-preserve-unknown-fields" not in node, path
+    # The API server refuses anything but type (and name/generateName) under metadata.
+    assert schema["properties"]["metadata"] == {"type": "object"}
     status = schema["properties"]["status"]["properties"]
     assert {"observedGeneration", "conditions"} <= set(status)
     condition = status["conditions"]["items"]["properties"]
@@ -164,6 +168,8 @@ def _stringify_keys(value: Any) -> Any:
         return {_key_text(k): _stringify_keys(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_stringify_keys(v) for v in value]
+    if isinstance(value, dt.date):  # timestamps stay strings, as in Kubernetes
+        return value.isoformat()
     return value
 
 

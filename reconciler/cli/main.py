@@ -11,9 +11,17 @@ import click
 from reconciler import __version__
 from reconciler.cli.apply_cmd import apply_command
 from reconciler.cli.inspect_cmd import explain_command, show_command
+from reconciler.cli.operator_cmd import (
+    CONTEXT,
+    KUBECONFIG,
+    NAMESPACE,
+    cluster_plan,
+    operator_command,
+)
 from reconciler.cli.options import common_options, report_errors, settings_from, use_colour
 from reconciler.cli.render.markdown import render_markdown
 from reconciler.cli.render.text import render_text
+from reconciler.cli.watch_cmd import watch_command
 from reconciler.executor.engine import make_plan
 from reconciler.manifest import load_desired, validate_paths
 
@@ -47,7 +55,16 @@ def validate_command(paths: tuple[str, ...]) -> None:
 
 
 @cli.command("plan")
-@PATHS
+@click.argument("paths", nargs=-1)
+@click.option(
+    "--cluster",
+    is_flag=True,
+    help="Plan from the reconciler.dev objects in the cluster (as the operator would) "
+    "instead of PATHS.",
+)
+@KUBECONFIG
+@CONTEXT
+@NAMESPACE
 @click.option(
     "-o",
     "--output",
@@ -71,6 +88,10 @@ def validate_command(paths: tuple[str, ...]) -> None:
 @report_errors
 def plan_command(
     paths: tuple[str, ...],
+    cluster: bool,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    namespace: str,
     output: str,
     out_file: Path | None,
     detailed_exitcode: bool,
@@ -79,9 +100,14 @@ def plan_command(
     no_color: bool,
 ) -> None:
     """Show what apply would change and what it would cost (changes nothing)."""
-    desired = load_desired(list(paths), stdin=sys.stdin)
-    planned = make_plan(desired, settings_from(state_dir, owner))
-    data = planned.plan.to_json()
+    if cluster == bool(paths):
+        raise click.UsageError("give manifest PATHS or --cluster (one of the two)")
+    settings = settings_from(state_dir, owner)
+    if cluster:
+        plan = cluster_plan(settings, namespace, kubeconfig, kube_context).plan
+    else:
+        plan = make_plan(load_desired(list(paths), stdin=sys.stdin), settings).plan
+    data = plan.to_json()
     if out_file is not None:
         out_file.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if output == "json":
@@ -90,15 +116,17 @@ def plan_command(
         click.echo(render_markdown(data), nl=False)
     else:
         click.echo(render_text(data, colour=use_colour(no_color)), nl=False)
-    if planned.plan.unplaced:
+    if plan.unplaced:
         sys.exit(1)
-    if detailed_exitcode and planned.plan.has_changes:
+    if detailed_exitcode and plan.has_changes:
         sys.exit(2)
 
 
 cli.add_command(apply_command)
 cli.add_command(show_command)
 cli.add_command(explain_command)
+cli.add_command(watch_command)
+cli.add_command(operator_command)
 
 
 def main() -> None:

@@ -7,12 +7,19 @@ are pure functions of what it gathered.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.broker import place
-from reconciler.executor.journal import Journal, close_interrupted, read_in_flight
+from reconciler.executor.journal import (
+    InFlight,
+    Journal,
+    JournalSink,
+    close_interrupted,
+    read_in_flight,
+)
 from reconciler.executor.runner import ActionEvent, ApplyResult, ExecOptions, execute
 from reconciler.executor.world import World, build_providers, observe
 from reconciler.model.errors import StalePlanError
@@ -34,6 +41,8 @@ class Settings:
     state_dir: Path
     owner: str = "reconciler"
     parallelism: int = 8
+    #: Resolved Cloud credentials by Cloud name (the operator reads them from Secrets).
+    credentials: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def context(self) -> ProviderContext:
@@ -57,7 +66,7 @@ def now_iso() -> str:
 
 
 def providers_for(desired: DesiredState, settings: Settings) -> dict[str, Provider]:
-    return build_providers(desired.clouds, settings.context)
+    return build_providers(desired.clouds, settings.context, settings.credentials)
 
 
 def observe_declared(
@@ -80,6 +89,7 @@ def make_plan(
     settings: Settings,
     providers: dict[str, Provider] | None = None,
     created_at: str | None = None,
+    refuse_protected: bool = True,
 ) -> Planned:
     """Observe, place, and plan the difference between desired and observed."""
     world, result = place_declared(desired, settings, providers)
@@ -91,6 +101,7 @@ def make_plan(
             clouds=world.clouds,
             owner=settings.owner,
             created_at=created_at or now_iso(),
+            refuse_protected=refuse_protected,
         )
     )
     return Planned(desired, world, result, plan)
@@ -117,15 +128,14 @@ def rate_limits(clouds: dict[str, CloudSpec]) -> dict[str, TokenBucket]:
     }
 
 
-def recover(settings: Settings, providers: dict[str, Provider]) -> list[str]:
-    """Resolve the calls an interrupted apply left in flight; return what was found.
+def resolve_in_flight(items: Sequence[InFlight], providers: Mapping[str, Provider]) -> list[str]:
+    """Look up what became of calls an interrupted apply left in flight.
 
     Each in-flight create is looked up by its uid tag. Either way the next plan is
     computed from what the clouds report, so nothing is created twice.
     """
-    path = settings.journal_path
     notes: list[str] = []
-    for item in read_in_flight(path):
+    for item in items:
         provider = providers.get(item.cloud)
         if item.uid and provider is not None:
             found = provider.find_by_uid(item.uid)
@@ -133,6 +143,13 @@ def recover(settings: Settings, providers: dict[str, Provider]) -> list[str]:
         else:
             state = "will be re-checked against what the cloud reports"
         notes.append(f"interrupted apply: {item.action_id} {state}")
+    return notes
+
+
+def recover(settings: Settings, providers: dict[str, Provider]) -> list[str]:
+    """Resolve the calls an interrupted apply (local journal) left in flight."""
+    path = settings.journal_path
+    notes = resolve_in_flight(read_in_flight(path), providers)
     close_interrupted(path)
     return notes
 
@@ -143,13 +160,22 @@ def apply(
     desired: DesiredState,
     settings: Settings,
     on_event: Callable[[ActionEvent], None] = lambda _e: None,
+    journal: JournalSink | None = None,
+    stop: threading.Event | None = None,
 ) -> ApplyResult:
-    """Carry out ``plan`` through the providers of ``world``, journaling every call."""
-    journal = Journal(settings.journal_path)
+    """Carry out ``plan`` through the providers of ``world``, journaling every call.
+
+    ``journal`` defaults to the local file under ``settings.state_dir``; setting
+    ``stop`` lets calls in flight finish and starts no more.
+    """
+    sink = journal if journal is not None else Journal(settings.journal_path)
     try:
         options = ExecOptions(
-            parallelism=settings.parallelism, rate_limits=rate_limits(dict(desired.clouds))
+            parallelism=settings.parallelism,
+            rate_limits=rate_limits(dict(desired.clouds)),
+            stop=stop if stop is not None else threading.Event(),
         )
-        return execute(plan, world.providers, journal, options, on_event)
+        return execute(plan, world.providers, sink, options, on_event)
     finally:
-        journal.close()
+        if journal is None:
+            sink.close()

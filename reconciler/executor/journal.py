@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.model.keys import TAG_UID
 from reconciler.model.plan import Action
@@ -32,6 +32,39 @@ class InFlight:
     cloud: str
     uid: str | None
     record: dict[str, Any]
+
+
+class JournalSink(Protocol):
+    """Where an apply records intent before, and outcome after, every cloud call.
+
+    ``intent`` must be durable when it returns: the call it announces happens next.
+    The CLI writes a local JSONL file (``Journal``); the operator keeps the in-flight
+    set in the cluster so a restarted pod resumes without duplicates.
+    """
+
+    def begin(self, plan_id: str, actions: int) -> None: ...
+
+    def intent(self, plan_id: str, action: Action) -> None: ...
+
+    def outcome(
+        self, plan_id: str, action: Action, ok: bool, external_id: str | None, error: str = ""
+    ) -> None: ...
+
+    def end(self, plan_id: str, ok: bool) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def intent_record(plan_id: str, action: Action) -> dict[str, Any]:
+    """The journal record announcing ``action`` (its uid finds a create's result later)."""
+    tags = action.params.get("tags") or {}
+    return {
+        "phase": "intent",
+        "plan": plan_id,
+        "id": action.id,
+        "cloud": action.cloud,
+        "uid": tags.get(TAG_UID),
+    }
 
 
 class Journal:
@@ -57,16 +90,7 @@ class Journal:
         self._write({"phase": "begin", "plan": plan_id, "actions": actions})
 
     def intent(self, plan_id: str, action: Action) -> None:
-        tags = action.params.get("tags") or {}
-        self._write(
-            {
-                "phase": "intent",
-                "plan": plan_id,
-                "id": action.id,
-                "cloud": action.cloud,
-                "uid": tags.get(TAG_UID),
-            }
-        )
+        self._write(intent_record(plan_id, action))
 
     def outcome(
         self, plan_id: str, action: Action, ok: bool, external_id: str | None, error: str = ""

@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from reconciler.executor.dispatch import Resolver, call_for
-from reconciler.executor.journal import Journal
+from reconciler.executor.journal import JournalSink
 from reconciler.executor.retry import RetryPolicy, call_with_retry
 from reconciler.model.errors import ProviderError, TransientError
 from reconciler.model.plan import Action, ActionType, Plan
@@ -53,6 +53,9 @@ class ExecOptions:
     parallelism: int = 8
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     rate_limits: Mapping[str, TokenBucket] = field(default_factory=dict)
+    #: Set to stop starting new actions (SIGTERM): calls in flight finish and are
+    #: journaled, the rest are reported as skipped.
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 def plan_id(plan: Plan) -> str:
@@ -66,7 +69,7 @@ class _Run:
         self,
         plan: Plan,
         providers: Mapping[str, Provider],
-        journal: Journal,
+        journal: JournalSink,
         options: ExecOptions,
         on_event: Callable[[ActionEvent], None],
     ) -> None:
@@ -156,8 +159,13 @@ class _Run:
             while ready or inflight:
                 while ready and len(inflight) < workers:
                     action = ready.popleft()
+                    if self.options.stop.is_set():
+                        self._skip(action, "not started: shutting down", children)
+                        continue
                     self.emit(ActionEvent(action, "start"))
                     inflight[pool.submit(self.perform, action)] = (action, time.monotonic())
+                if not inflight:
+                    break
                 finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for future in finished:
                     action, started = inflight.pop(future)
@@ -225,7 +233,7 @@ def split_waves(actions: Sequence[Action]) -> tuple[list[Action], list[Action]]:
 def execute(
     plan: Plan,
     providers: Mapping[str, Provider],
-    journal: Journal,
+    journal: JournalSink,
     options: ExecOptions | None = None,
     on_event: Callable[[ActionEvent], None] = lambda _event: None,
 ) -> ApplyResult:

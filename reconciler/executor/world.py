@@ -6,6 +6,8 @@ runs there could create duplicates or miss deletions.
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,14 +39,21 @@ class World:
 
 
 def build_providers(
-    clouds: Mapping[str, CloudSpec], context: ProviderContext
+    clouds: Mapping[str, CloudSpec],
+    context: ProviderContext,
+    credentials: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Provider]:
-    """One provider per Cloud; a Cloud whose driver cannot be built fails the run."""
+    """One provider per Cloud; a Cloud whose driver cannot be built fails the run.
+
+    ``credentials`` maps a Cloud's name to its resolved secret (never logged).
+    """
     providers: dict[str, Provider] = {}
     problems: list[str] = []
     for name, spec in sorted(clouds.items()):
+        own = (credentials or {}).get(name)
+        ctx = dataclasses.replace(context, credentials=own) if own is not None else context
         try:
-            providers[name] = build_provider(spec, context)
+            providers[name] = build_provider(spec, ctx)
         except ProviderError as exc:
             problems.append(str(exc))
     if problems:

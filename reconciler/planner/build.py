@@ -23,11 +23,15 @@ def build_plan(inp: PlanInput) -> Plan:
     a policy's budget would be exceeded by a plan that raises its cost.
     """
     fingerprint = inp.inventory.fingerprint()
-    col = Collector(owner=inp.owner, salt=fingerprint[:16])
+    col = Collector(
+        owner=inp.owner, salt=fingerprint[:16], hold=inp.hold, orphan=inp.orphan
+    )
     vm_targets = plan_vms(inp, col)
     plan_volumes(inp, col, vm_targets)
     plan_buckets(inp, col)
-    if col.protected:
+    if col.protected and not inp.refuse_protected:
+        col.warnings.extend(f"kept because protect: true: {item}" for item in col.protected)
+    elif col.protected:
         raise PlanError(
             "the plan would destroy protected resources (protect: true); set protect: false "
             "in their manifest and apply first, or keep them declared:\n  - "

@@ -32,6 +32,21 @@ def is_orphan_policy(tags: Mapping[str, str]) -> bool:
     return tags.get(TAG_DELETION_POLICY) == "Orphan"
 
 
+def covered(keys: frozenset[ResourceKey], key: ResourceKey) -> bool:
+    """Whether ``key`` is in ``keys``, or is a replica ``<set>-<i>`` of a set in it."""
+    if not keys:
+        return False
+    if key in keys:
+        return True
+    prefix, dash, index = key.name.rpartition("-")
+    return (
+        key.kind == "VirtualMachine"
+        and bool(dash)
+        and index.isdigit()
+        and ResourceKey("VirtualMachineSet", key.namespace, prefix) in keys
+    )
+
+
 @dataclass
 class Collector:
     """Mutable scratchpad of one planning run; ``build`` freezes it into a Plan."""
@@ -44,6 +59,8 @@ class Collector:
     forgotten: list[str] = field(default_factory=list)
     current: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     planned: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    hold: frozenset[ResourceKey] = frozenset()
+    orphan: frozenset[ResourceKey] = frozenset()
 
     def add(
         self,
@@ -108,12 +125,15 @@ class Collector:
         Duplicates pass ``orphan_allowed=False``: the resource they duplicate is kept.
         """
         where = f"{key} ({external_id} on {cloud})"
+        if covered(self.hold, key):
+            self.cost(cloud, price, price)
+            return
         if is_protected(tags):
             self.protected.append(f"{where}: {reason}")
             self.cost(cloud, price, price)
             return
         self.cost(cloud, price, 0.0)
-        if orphan_allowed and is_orphan_policy(tags):
+        if orphan_allowed and (is_orphan_policy(tags) or covered(self.orphan, key)):
             self.add(
                 ActionType.FORGET,
                 key,

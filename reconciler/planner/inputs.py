@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from reconciler.model.cloud import CloudInfo
+from reconciler.model.keys import ResourceKey
 from reconciler.model.observed import Inventory
 from reconciler.model.placement import BrokerResult
 from reconciler.model.specs import DesiredState
@@ -16,7 +17,15 @@ class PlanInput:
     """Desired state, observed inventory, the broker's decisions and the clouds.
 
     ``created_at`` is passed in (the planner reads no clock) and ``owner`` is the
-    ownership-tag value of this installation.
+    ownership-tag value of this installation. ``refuse_protected`` makes a plan that
+    would destroy a protected resource fail (the CLI); the operator sets it False so
+    one protected orphan keeps its resource (with a warning) instead of halting all.
+
+    ``hold`` names undeclared objects whose resources must be left exactly as they are
+    (paused, invalid, or deletion-blocked objects in a cluster); ``orphan`` names
+    undeclared objects whose resources are forgotten instead of deleted (their
+    deletionPolicy says Orphan even if the tag on the resource is older). A
+    VirtualMachineSet's key covers its replicas ``<set>-<i>``.
     """
 
     desired: DesiredState
@@ -25,3 +34,6 @@ class PlanInput:
     clouds: Mapping[str, CloudInfo]
     owner: str
     created_at: str
+    refuse_protected: bool = True
+    hold: frozenset[ResourceKey] = frozenset()
+    orphan: frozenset[ResourceKey] = frozenset()

@@ -209,6 +209,10 @@ class SimWorld:
     def attached_volumes(self, vm_id: str) -> list[SimResource]:
         return [self._res[v] for v in self._attached.get(vm_id, {})]
 
+    def resources(self, cloud: str | None = None) -> list[SimResource]:
+        """Every resource (of every owner), optionally of one cloud; call while reading."""
+        return [r for r in self._res.values() if cloud is None or r.cloud == cloud]
+
     def __len__(self) -> int:
         return len(self._res)
 

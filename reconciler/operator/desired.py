@@ -1,0 +1,118 @@
+"""From the cached custom resources to what the planner needs.
+
+Deletion, pause and protection are decided here, per object, before planning:
+- an object being deleted leaves the desired state, so its resources are retired
+  (forgotten instead when its deletionPolicy is Orphan), unless it is protected or
+  paused: then it stays, and its deletion is reported as blocked;
+- a paused object stays desired (so nothing depends on it vanishing) and the
+  controller drops its actions from the plan;
+- an object that fails validation or references is left out *and held*: its cloud
+  resources are neither changed nor deleted, because a typo must never destroy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.manifest import load_objects
+from reconciler.model.errors import Diagnostic
+from reconciler.model.keys import API_VERSION, ResourceKey
+from reconciler.model.specs import DesiredState
+from reconciler.operator.informer import CachedObject
+
+FINALIZER = "reconciler.dev/cleanup"
+PAUSED_ANNOTATION = "reconciler.dev/paused"
+#: Kinds whose deletion must clean up cloud resources (or, for a Cloud, wait for them).
+FINALIZED_KINDS = frozenset({"VirtualMachine", "VirtualMachineSet", "Volume", "Bucket", "Cloud"})
+
+
+@dataclass
+class ClusterDesired:
+    """The desired state plus what the planner and status must treat specially."""
+
+    desired: DesiredState
+    invalid: dict[str, list[Diagnostic]] = field(default_factory=dict)
+    hold: frozenset[ResourceKey] = frozenset()
+    orphan: frozenset[ResourceKey] = frozenset()
+    paused: frozenset[ResourceKey] = frozenset()
+    blocked: dict[ResourceKey, str] = field(default_factory=dict)
+    deleting: dict[ResourceKey, CachedObject] = field(default_factory=dict)
+
+
+def _vm_fields(obj: CachedObject) -> dict[str, Any]:
+    """The spec fields that decide protect and deletionPolicy (a set's template)."""
+    if obj.kind == "VirtualMachineSet":
+        template: dict[str, Any] = (obj.spec.get("template") or {}).get("spec") or {}
+        return template
+    return obj.spec
+
+
+def is_paused(obj: CachedObject) -> bool:
+    return bool(obj.spec.get("paused")) or obj.annotations.get(PAUSED_ANNOTATION) == "true"
+
+
+def is_protected(obj: CachedObject) -> bool:
+    return bool(_vm_fields(obj).get("protect"))
+
+
+def is_orphaned(obj: CachedObject) -> bool:
+    return _vm_fields(obj).get("deletionPolicy") == "Orphan"
+
+
+def to_raw(obj: CachedObject) -> dict[str, Any]:
+    """The object as the manifest layer reads it."""
+    meta: dict[str, Any] = {"name": obj.name}
+    if obj.namespace:
+        meta["namespace"] = obj.namespace
+    if obj.labels:
+        meta["labels"] = obj.labels
+    if obj.annotations:
+        meta["annotations"] = obj.annotations
+    return {"apiVersion": API_VERSION, "kind": obj.kind, "metadata": meta, "spec": obj.spec}
+
+
+def _deletion_blocker(obj: CachedObject) -> str:
+    if is_protected(obj):
+        return (
+            "deletion blocked: protect: true keeps the cloud resources; set protect: false "
+            "to let the deletion proceed"
+        )
+    if is_paused(obj):
+        return "deletion waits: the object is paused; unpause it to let the deletion proceed"
+    return ""
+
+
+def build_desired(objects: Iterable[CachedObject]) -> ClusterDesired:
+    """Split the cached objects into desired, held, orphaned, paused and blocked."""
+    raw: list[dict[str, Any]] = []
+    orphan: set[ResourceKey] = set()
+    paused: set[ResourceKey] = set()
+    blocked: dict[ResourceKey, str] = {}
+    deleting: dict[ResourceKey, CachedObject] = {}
+    for obj in objects:
+        key = obj.key
+        if obj.deletion_timestamp and obj.kind in FINALIZED_KINDS - {"Cloud"}:
+            blocker = _deletion_blocker(obj)
+            if blocker:
+                blocked[key] = blocker
+            else:
+                deleting[key] = obj
+                if is_orphaned(obj):
+                    orphan.add(key)
+                continue
+        if is_paused(obj):
+            paused.add(key)
+        raw.append(to_raw(obj))
+    desired, invalid = load_objects(raw)
+    hold = frozenset(ResourceKey.parse(label) for label in invalid)
+    return ClusterDesired(
+        desired=desired,
+        invalid=invalid,
+        hold=hold,
+        orphan=frozenset(orphan),
+        paused=frozenset(paused),
+        blocked=blocked,
+        deleting=deleting,
+    )

@@ -1,0 +1,66 @@
+"""Which planned actions a pass may carry out, and per-object failure backoff.
+
+Actions of paused objects, and of objects still in backoff after a failure, are
+held back (they show as pending in status); an action that depends on a held-back
+one is held back too. Backoff doubles per consecutive failure of the same object,
+from ``base`` up to ``cap`` seconds, and is cleared by a success.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from reconciler.model.keys import ResourceKey
+from reconciler.model.plan import Action, Plan
+from reconciler.planner.collect import covered
+
+
+def split_plan(plan: Plan, hold: Callable[[Action], bool]) -> tuple[Plan, list[Action]]:
+    """(the plan without held actions, the held actions incl. their dependents)."""
+    held_ids: set[str] = set()
+    held: list[Action] = []
+    for action in plan.actions:  # dependencies come before dependents in a plan
+        if hold(action) or any(dep in held_ids for dep in action.depends_on):
+            held_ids.add(action.id)
+            held.append(action)
+    if not held:
+        return plan, []
+    kept = tuple(a for a in plan.actions if a.id not in held_ids)
+    return dataclasses.replace(plan, actions=kept), held
+
+
+def paused_filter(paused: frozenset[ResourceKey]) -> Callable[[Action], bool]:
+    return lambda action: covered(paused, action.key)
+
+
+@dataclass
+class Backoff:
+    """Per-object retry delays after failed actions."""
+
+    base: float = 1.0
+    cap: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _failures: dict[ResourceKey, tuple[int, float]] = field(default_factory=dict)
+
+    def failed(self, key: ResourceKey) -> float:
+        """Record a failure; return the delay before the object is tried again."""
+        count = self._failures.get(key, (0, 0.0))[0] + 1
+        delay = min(self.cap, self.base * float(2 ** min(count - 1, 30)))
+        self._failures[key] = (count, self.clock() + delay)
+        return delay
+
+    def succeeded(self, key: ResourceKey) -> None:
+        self._failures.pop(key, None)
+
+    def waiting(self, key: ResourceKey) -> bool:
+        entry = self._failures.get(key)
+        return entry is not None and entry[1] > self.clock()
+
+    def next_due(self) -> float | None:
+        """Seconds until the earliest object in backoff may be retried."""
+        now = self.clock()
+        due = [at - now for _, at in self._failures.values() if at > now]
+        return max(0.0, min(due)) if due else None

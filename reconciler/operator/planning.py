@@ -1,0 +1,72 @@
+"""One planning step shared by the controller and ``reconciler plan --cluster``."""
+
+from __future__ import annotations
+
+from reconciler.broker import place
+from reconciler.executor.engine import now_iso
+from reconciler.executor.world import World, observe
+from reconciler.model.errors import PlanError
+from reconciler.model.plan import Plan
+from reconciler.operator.clouds import CloudProviders
+from reconciler.operator.desired import ClusterDesired
+from reconciler.operator.informer import CachedObject
+from reconciler.operator.report import PassReport
+from reconciler.planner import PlanInput, build_plan
+
+
+def block_cloud_deletion(
+    clouds: list[CachedObject], cluster: ClusterDesired, report: PassReport
+) -> None:
+    """A Cloud being deleted stays declared while it still holds our resources."""
+    for obj in clouds:
+        if not obj.deletion_timestamp:
+            continue
+        count = report.resources_on(obj.name)
+        if count:
+            report.blocked[obj.key] = (
+                f"deletion waits: {count} managed resources still live on this cloud; "
+                "delete them or move them (deny this cloud in their policy) first"
+            )
+        else:
+            cluster.deleting[obj.key] = obj
+
+
+def plan_cluster(
+    cluster: ClusterDesired,
+    cloud_objects: list[CachedObject],
+    clouds: CloudProviders,
+    owner: str,
+    report: PassReport,
+) -> tuple[Plan, World]:
+    """Credentials, observe, place and plan; fills ``report`` with what was seen.
+
+    Raises PlanError when a cloud cannot be used or observed (nothing may change
+    then: an unobservable cloud's VMs would look missing) or a budget is exceeded.
+    """
+    desired = cluster.desired
+    creds, errors = clouds.credentials(desired.clouds)
+    report.cloud_errors = errors
+    if errors:
+        raise PlanError(
+            "cannot use these clouds, so nothing is changed:\n  - "
+            + "\n  - ".join(f"{name}: {why}" for name, why in sorted(errors.items()))
+        )
+    world = observe(clouds.providers(desired.clouds, creds))
+    report.inventory, report.clouds, report.offers = world.inventory, world.clouds, world.offers
+    block_cloud_deletion(cloud_objects, cluster, report)
+    result = place(desired, world.clouds, world.offers, world.inventory, owner=owner)
+    report.result = result
+    plan = build_plan(
+        PlanInput(
+            desired=desired,
+            inventory=world.inventory,
+            result=result,
+            clouds=world.clouds,
+            owner=owner,
+            created_at=now_iso(),
+            refuse_protected=False,
+            hold=cluster.hold,
+            orphan=cluster.orphan,
+        )
+    )
+    return plan, world

@@ -1,0 +1,68 @@
+"""``reconciler plan --cluster``: the plan the operator would carry out, made from the
+cluster's objects (read once, nothing written) so it can be reviewed beforehand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.executor.engine import Settings
+from reconciler.model.errors import Diagnostic
+from reconciler.model.keys import KINDS
+from reconciler.model.plan import Action, Plan
+from reconciler.operator.clouds import CloudProviders
+from reconciler.operator.desired import build_desired
+from reconciler.operator.gating import paused_filter, split_plan
+from reconciler.operator.informer import CachedObject
+from reconciler.operator.kube import KubeClient, load_config, resource_path
+from reconciler.operator.planning import plan_cluster
+from reconciler.operator.report import PassReport
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    plan: Plan
+    held: list[Action]
+    invalid: dict[str, list[Diagnostic]]
+    blocked: dict[str, str]
+
+
+def list_objects(client: KubeClient) -> list[CachedObject]:
+    """Every reconciler.dev object in the cluster (paginated LISTs)."""
+    out: list[CachedObject] = []
+    for kind in KINDS:
+        token = ""
+        while True:
+            query = {"limit": 500, **({"continue": token} if token else {})}
+            page = client.list(resource_path(kind), **query)
+            out.extend(CachedObject.from_raw(kind, raw) for raw in page.get("items") or ())
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                break
+    return out
+
+
+def plan_from_cluster(
+    settings: Settings,
+    namespace: str = "reconciler-system",
+    kubeconfig: str | None = None,
+    context: str | None = None,
+) -> ClusterPlan:
+    """Plan as the operator's next pass would (paused objects' actions held back)."""
+    client = KubeClient(load_config(kubeconfig, context))
+    try:
+        objects = list_objects(client)
+        cluster = build_desired(objects)
+        report = PassReport()
+        report.blocked = dict(cluster.blocked)
+        clouds = CloudProviders(client, namespace, settings.context)
+        cloud_objects = [o for o in objects if o.kind == "Cloud"]
+        plan, _ = plan_cluster(cluster, cloud_objects, clouds, settings.owner, report)
+    finally:
+        client.close()
+    runnable, held = split_plan(plan, paused_filter(cluster.paused))
+    return ClusterPlan(
+        runnable, held, cluster.invalid, {str(k): v for k, v in report.blocked.items()}
+    )
+
+
+__all__ = ["ClusterPlan", "list_objects", "plan_from_cluster"]

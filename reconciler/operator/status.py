@@ -1,0 +1,258 @@
+"""Status of each object from a pass report: conditions, placement, candidates.
+
+Conventions (what Argo CD, Flux's kstatus and ``kubectl wait`` read): ``Ready`` is
+True when the cloud resources exist as declared, Unknown while changes are being
+applied, False when something is wrong (with a reason saying what). ``Synced`` is
+True when no change is pending; ``Placed`` (VMs) when the broker found an offer.
+Conditions keep their ``lastTransitionTime`` while their status does not change, so
+an unchanged object produces an identical status and no write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.manifest import object_label
+from reconciler.model.keys import ResourceKey
+from reconciler.model.plan import Action
+from reconciler.model.specs import PowerState
+from reconciler.operator.informer import CachedObject
+from reconciler.operator.report import PassReport
+
+MAX_CANDIDATES = 12
+MAX_MESSAGE = 1000
+Condition = dict[str, Any]
+
+
+def condition(type_: str, status: str, reason: str, message: str, generation: int) -> Condition:
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message[:MAX_MESSAGE],
+        "observedGeneration": generation,
+    }
+
+
+def merge_conditions(old: list[Condition], new: list[Condition], now: str) -> list[Condition]:
+    """``new`` with each lastTransitionTime carried over while its status is unchanged."""
+    before = {c.get("type"): c for c in old if isinstance(c, dict)}
+    out = []
+    for cond in new:
+        prev = before.get(cond["type"])
+        same = prev is not None and prev.get("status") == cond["status"]
+        stamp = prev.get("lastTransitionTime") if same and prev else None
+        out.append({**cond, "lastTransitionTime": stamp or now})
+    return out
+
+
+def _describe(actions: list[Action]) -> str:
+    return "; ".join(f"{a.type.value} on {a.cloud}: {a.reason}" for a in actions[:5])
+
+
+def label(obj: CachedObject) -> str:
+    """How diagnostics name the object (``Kind/ns/name``)."""
+    return object_label(obj.kind, obj.namespace, obj.name)
+
+
+def sync_condition(obj: CachedObject, key: ResourceKey, rep: PassReport) -> Condition:
+    """Synced, and the most important reason it is not (``key`` may be a replica's)."""
+    gen = obj.generation
+    if label(obj) in rep.invalid:
+        text = "; ".join(f"{d.path}: {d.message}" for d in rep.invalid[label(obj)])
+        return condition("Synced", "False", "InvalidSpec", text, gen)
+    if rep.plan_error:
+        return condition("Synced", "False", "PlanRefused", rep.plan_error, gen)
+    if key in rep.blocked:
+        return condition("Synced", "False", "DeletionBlocked", rep.blocked[key], gen)
+    if key in rep.failed:
+        return condition("Synced", "False", "ActionFailed", rep.failed[key], gen)
+    if key in rep.paused:
+        pending = rep.pending.get(key, [])
+        text = f"paused; would: {_describe(pending)}" if pending else "paused; no drift"
+        return condition("Synced", "False", "Paused", text, gen)
+    if rep.pending.get(key):
+        reason = "DriftDetected" if rep.observe_only else "Pending"
+        return condition("Synced", "False", reason, _describe(rep.pending[key]), gen)
+    if rep.applying.get(key):
+        return condition("Synced", "False", "Applying", _describe(rep.applying[key]), gen)
+    return condition("Synced", "True", "UpToDate", "the cloud matches the spec", gen)
+
+
+def ready_from_sync(sync: Condition, exists: bool, what: str, gen: int) -> Condition:
+    """Ready derived from Synced and whether the resource exists as declared."""
+    if sync["status"] == "True":
+        if exists:
+            return condition("Ready", "True", "Available", what, gen)
+        return condition("Ready", "False", "NotFound", "not found in any cloud", gen)
+    if sync["reason"] in ("Applying", "Pending"):
+        return condition("Ready", "Unknown", sync["reason"], sync["message"], gen)
+    return condition("Ready", "False", sync["reason"], sync["message"], gen)
+
+
+def vm_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
+    return replica_status(obj, obj.key, obj.spec, rep)
+
+
+def replica_status(
+    obj: CachedObject, key: ResourceKey, spec: dict[str, Any], rep: PassReport
+) -> dict[str, Any]:
+    """A VM's status; for a set's replica ``obj`` is the set and ``spec`` its template."""
+    gen = obj.generation
+    sync = sync_condition(obj, key, rep)
+    found = rep.vms(key)
+    want = PowerState(spec.get("powerState", "Running"))
+    vm = found[0] if found else None
+    exists = vm is not None and vm.power_state is want
+    what = f"{want.value} on {vm.cloud} as {vm.instance_type}" if vm else ""
+    conditions = [ready_from_sync(sync, exists, what, gen), sync]
+    status: dict[str, Any] = {"observedGeneration": gen}
+    placed = rep.result.placements.get(key) if rep.result else None
+    unplaced = rep.result.unplaced.get(key) if rep.result else None
+    if placed is not None:
+        offer = placed.offer
+        text = f"{offer.cloud} {offer.name} ${offer.price_per_hour:.4f}/h: {placed.reason}"
+        conditions.append(condition("Placed", "True", "Placed", text, gen))
+        candidates = placed.candidates
+    elif unplaced is not None:
+        conditions.append(
+            condition("Placed", "False", "Unplaced", "; ".join(unplaced.reasons), gen)
+        )
+        candidates = unplaced.candidates
+    else:
+        candidates = ()
+    if vm is not None:
+        info = rep.clouds.get(vm.cloud)
+        status["placement"] = {
+            "cloud": vm.cloud,
+            "region": info.region if info else "",
+            "instanceType": vm.instance_type,
+            "externalId": vm.external_id,
+            "pricePerHour": round(vm.price_per_hour, 6),
+        }
+    if candidates:
+        status["candidates"] = [
+            {
+                "cloud": c.cloud,
+                "offer": c.offer,
+                "pricePerHour": round(c.price_per_hour, 6),
+                "outcome": c.outcome.value,
+                "detail": c.detail,
+            }
+            for c in candidates[:MAX_CANDIDATES]
+        ]
+    status["conditions"] = conditions
+    return status
+
+
+def set_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
+    gen = obj.generation
+    key = obj.key
+    sync = sync_condition(obj, key, rep)
+    replicas = int(obj.spec.get("replicas", 0))
+    template = (obj.spec.get("template") or {}).get("spec") or {}
+    ready = 0
+    for i in range(replicas):
+        rkey = ResourceKey("VirtualMachine", key.namespace, f"{key.name}-{i}")
+        replica = replica_status(obj, rkey, template, rep)["conditions"]
+        ready += replica[0]["status"] == "True"
+        if sync["status"] == "True":
+            sync = replica[1]
+    exists = ready == replicas
+    conditions = [ready_from_sync(sync, exists, f"{ready}/{replicas} replicas ready", gen), sync]
+    if sync["status"] == "True" and not exists:
+        conditions[0] = condition(
+            "Ready", "False", "ReplicasNotReady", f"{ready}/{replicas} replicas ready", gen
+        )
+    return {
+        "observedGeneration": gen,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "conditions": conditions,
+    }
+
+
+def volume_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
+    gen = obj.generation
+    sync = sync_condition(obj, obj.key, rep)
+    found = rep.volumes(obj.key)
+    status: dict[str, Any] = {"observedGeneration": gen}
+    if found:
+        vol = found[0]
+        status.update(cloud=vol.cloud, externalId=vol.external_id)
+        if vol.attached_to:
+            status["attachedTo"] = vol.attached_to
+    what = f"{found[0].size_gib} GiB on {found[0].cloud}" if found else ""
+    status["conditions"] = [ready_from_sync(sync, bool(found), what, gen), sync]
+    return status
+
+
+def bucket_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
+    gen = obj.generation
+    sync = sync_condition(obj, obj.key, rep)
+    found = sorted(rep.buckets(obj.key), key=lambda b: b.cloud)
+    copies = int(obj.spec.get("copies", 1))
+    status: dict[str, Any] = {
+        "observedGeneration": gen,
+        "copies": [{"cloud": b.cloud, "externalId": b.external_id} for b in found],
+    }
+    what = f"{len(found)} copies on {', '.join(b.cloud for b in found)}"
+    status["conditions"] = [ready_from_sync(sync, len(found) >= copies, what, gen), sync]
+    return status
+
+
+def cloud_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
+    gen = obj.generation
+    name = obj.name
+    info = rep.clouds.get(name)
+    status: dict[str, Any] = {"observedGeneration": gen}
+    if label(obj) in rep.invalid or rep.cloud_errors.get(name):
+        sync = sync_condition(obj, obj.key, rep)
+        if rep.cloud_errors.get(name):
+            sync = condition("Synced", "False", "CloudUnavailable", rep.cloud_errors[name], gen)
+        ready = condition("Ready", "False", sync["reason"], sync["message"], gen)
+    elif obj.key in rep.blocked:
+        sync = condition("Synced", "False", "DeletionBlocked", rep.blocked[obj.key], gen)
+        ready = condition("Ready", "True", "Available", "still in use", gen)
+    elif info is None:
+        sync = condition("Synced", "Unknown", "NotObserved", "not observed yet", gen)
+        ready = condition("Ready", "Unknown", "NotObserved", "not observed yet", gen)
+    else:
+        offers = len(rep.offers.get(name, ()))
+        text = f"{offers} offers, prices from {info.price_source} as of {info.price_as_of}"
+        sync = condition("Synced", "True", "Observed", text, gen)
+        ready = condition("Ready", "True", "Available", text, gen)
+        status.update(offers=offers, priceAsOf=info.price_as_of)
+    status["conditions"] = [ready, sync]
+    return status
+
+
+def accepted_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
+    """Policies and Images: Ready when they are valid and usable."""
+    gen = obj.generation
+    sync = sync_condition(obj, obj.key, rep)
+    if sync["reason"] in ("PlanRefused", "Pending", "Applying"):
+        sync = condition("Synced", "True", "Accepted", "valid", gen)
+    return {
+        "observedGeneration": gen,
+        "conditions": [ready_from_sync(sync, True, "valid", gen), sync],
+    }
+
+
+_BY_KIND = {
+    "VirtualMachine": vm_status,
+    "VirtualMachineSet": set_status,
+    "Volume": volume_status,
+    "Bucket": bucket_status,
+    "Cloud": cloud_status,
+    "BrokerPolicy": accepted_status,
+    "Image": accepted_status,
+}
+
+
+def desired_status(obj: CachedObject, rep: PassReport, now: str) -> dict[str, Any]:
+    """The status ``obj`` should have after this pass (times carried over)."""
+    status = _BY_KIND[obj.kind](obj, rep)
+    old = obj.status.get("conditions") if isinstance(obj.status, dict) else None
+    status["conditions"] = merge_conditions(old or [], status["conditions"], now)
+    return status

@@ -1,0 +1,138 @@
+"""Writing what a pass decided back to the cluster: finalizers, status, Events.
+
+Every write is a merge patch of only what changed, with the resourceVersion as a
+precondition where a lost update would matter (finalizer lists). A status equal to
+the one already stored is not written, so a converged cluster costs no writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from reconciler.model.keys import ResourceKey
+from reconciler.model.plan import Action, ActionType
+from reconciler.operator.desired import FINALIZED_KINDS, FINALIZER
+from reconciler.operator.events import EventRecorder, ObjectRef
+from reconciler.operator.informer import Cache, CachedObject
+from reconciler.operator.kube import Conflict, KubeClient, KubeError, NotFound, resource_path
+from reconciler.operator.report import PassReport
+from reconciler.operator.status import desired_status
+
+log = logging.getLogger(__name__)
+
+EVENT_REASONS = {
+    ActionType.CREATE: "Created",
+    ActionType.UPDATE: "Updated",
+    ActionType.START: "Started",
+    ActionType.STOP: "Stopped",
+    ActionType.REPLACE: "Replaced",
+    ActionType.DELETE: "Deleted",
+    ActionType.FORGET: "Forgotten",
+    ActionType.ATTACH: "Attached",
+    ActionType.DETACH: "Detached",
+}
+#: Synced reasons worth an Event when an object enters them.
+WARN_REASONS = frozenset({"InvalidSpec", "DeletionBlocked", "PlanRefused", "CloudUnavailable"})
+
+
+def _path(obj: CachedObject, subresource: str = "") -> str:
+    return resource_path(obj.kind, obj.namespace, obj.name, subresource)
+
+
+def ref_of(obj: CachedObject) -> ObjectRef:
+    return ObjectRef(obj.kind, obj.namespace, obj.name, obj.uid)
+
+
+def owner_of(cache: Cache, key: ResourceKey) -> CachedObject | None:
+    """The object an action's key belongs to (a replica belongs to its set)."""
+    obj = cache.get(key)
+    if obj is not None or key.kind != "VirtualMachine":
+        return obj
+    prefix, dash, index = key.name.rpartition("-")
+    if dash and index.isdigit():
+        return cache.get(ResourceKey("VirtualMachineSet", key.namespace, prefix))
+    return None
+
+
+class Writer:
+    """Patches finalizers and status, and records Events, for one controller."""
+
+    def __init__(self, client: KubeClient, events: EventRecorder) -> None:
+        self.client = client
+        self.events = events
+
+    def add_finalizers(self, objects: Iterable[CachedObject]) -> int:
+        """Put our finalizer on every live object of a finalized kind that lacks it."""
+        added = 0
+        for obj in objects:
+            if obj.kind not in FINALIZED_KINDS or obj.deletion_timestamp:
+                continue
+            if FINALIZER in obj.finalizers:
+                continue
+            if self._set_finalizers(obj, [*obj.finalizers, FINALIZER]):
+                added += 1
+        return added
+
+    def remove_finalizer(self, obj: CachedObject) -> bool:
+        rest = [f for f in obj.finalizers if f != FINALIZER]
+        if len(rest) == len(obj.finalizers):
+            return False
+        done = self._set_finalizers(obj, rest)
+        if done:
+            self.events.record(
+                ref_of(obj), "Normal", "Finalized", "cloud resources released; object removed"
+            )
+        return done
+
+    def _set_finalizers(self, obj: CachedObject, finalizers: list[str]) -> bool:
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version}}
+        try:
+            self.client.merge_patch(_path(obj), patch)
+            return True
+        except (Conflict, NotFound):
+            return False  # changed or gone meanwhile: the watch brings the new version
+        except KubeError as exc:
+            log.warning("cannot update finalizers", extra={"key": str(obj.key), "error": str(exc)})
+            return False
+
+    def write_status(self, obj: CachedObject, rep: PassReport, now: str) -> bool:
+        """Patch the status subresource when the computed status differs."""
+        status = desired_status(obj, rep, now)
+        if status == obj.status:
+            return False
+        self._warn_on_transition(obj, status)
+        try:
+            self.client.merge_patch(_path(obj, "status"), {"status": status})
+            return True
+        except NotFound:
+            return False
+        except KubeError as exc:
+            log.warning("cannot write status", extra={"key": str(obj.key), "error": str(exc)})
+            return False
+
+    def _warn_on_transition(self, obj: CachedObject, status: dict[str, object]) -> None:
+        def synced(conds: object) -> dict[str, str]:
+            for cond in conds if isinstance(conds, list) else []:
+                if isinstance(cond, dict) and cond.get("type") == "Synced":
+                    return cond
+            return {}
+
+        new = synced(status.get("conditions"))
+        old = synced(obj.status.get("conditions"))
+        reason = new.get("reason", "")
+        if reason in WARN_REASONS and (reason, new.get("message")) != (
+            old.get("reason"),
+            old.get("message"),
+        ):
+            self.events.record(ref_of(obj), "Warning", reason, str(new.get("message", "")))
+
+    def action_event(self, obj: CachedObject, action: Action, ok: bool, message: str) -> None:
+        """One Event per carried-out action: Normal on success, Warning on failure."""
+        where = f"{action.key} on {action.cloud}"
+        if ok:
+            reason = EVENT_REASONS.get(action.type, "Changed")
+            self.events.record(ref_of(obj), "Normal", reason, f"{where}: {action.reason}")
+        else:
+            text = f"{action.type.value} {where} failed: {message}"
+            self.events.record(ref_of(obj), "Warning", "ActionFailed", text)

