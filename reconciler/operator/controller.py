@@ -162,6 +162,8 @@ class Controller:
     def _apply(self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport) -> None:
         def on_event(event: ActionEvent) -> None:
             action = event.action
+            if event.phase == "start":
+                log.info("action start", extra={"action": action.id, "key": str(action.key)})
             if event.phase not in ("done", "failed", "skipped"):
                 return
             outcome = {"done": "ok"}.get(event.phase, event.phase)

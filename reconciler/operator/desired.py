@@ -2,7 +2,8 @@
 
 Deletion, pause and protection are decided here, per object, before planning:
 - an object being deleted leaves the desired state, so its resources are retired
-  (forgotten instead when its deletionPolicy is Orphan), unless it is protected or
+  (forgotten instead when its deletionPolicy is Orphan; the spec's current protect
+  and deletionPolicy win over the tags on the resource), unless it is protected or
   paused: then it stays, and its deletion is reported as blocked;
 - a paused object stays desired (so nothing depends on it vanishing) and the
   controller drops its actions from the plan;
@@ -35,7 +36,7 @@ class ClusterDesired:
     desired: DesiredState
     invalid: dict[str, list[Diagnostic]] = field(default_factory=dict)
     hold: frozenset[ResourceKey] = frozenset()
-    orphan: frozenset[ResourceKey] = frozenset()
+    retire_as: dict[ResourceKey, str] = field(default_factory=dict)
     paused: frozenset[ResourceKey] = frozenset()
     blocked: dict[ResourceKey, str] = field(default_factory=dict)
     deleting: dict[ResourceKey, CachedObject] = field(default_factory=dict)
@@ -87,7 +88,7 @@ def _deletion_blocker(obj: CachedObject) -> str:
 def build_desired(objects: Iterable[CachedObject]) -> ClusterDesired:
     """Split the cached objects into desired, held, orphaned, paused and blocked."""
     raw: list[dict[str, Any]] = []
-    orphan: set[ResourceKey] = set()
+    retire_as: dict[ResourceKey, str] = {}
     paused: set[ResourceKey] = set()
     blocked: dict[ResourceKey, str] = {}
     deleting: dict[ResourceKey, CachedObject] = {}
@@ -99,8 +100,7 @@ def build_desired(objects: Iterable[CachedObject]) -> ClusterDesired:
                 blocked[key] = blocker
             else:
                 deleting[key] = obj
-                if is_orphaned(obj):
-                    orphan.add(key)
+                retire_as[key] = "Orphan" if is_orphaned(obj) else "Delete"
                 continue
         if is_paused(obj):
             paused.add(key)
@@ -111,7 +111,7 @@ def build_desired(objects: Iterable[CachedObject]) -> ClusterDesired:
         desired=desired,
         invalid=invalid,
         hold=hold,
-        orphan=frozenset(orphan),
+        retire_as=retire_as,
         paused=frozenset(paused),
         blocked=blocked,
         deleting=deleting,

@@ -66,7 +66,7 @@ def plan_cluster(
             created_at=now_iso(),
             refuse_protected=False,
             hold=cluster.hold,
-            orphan=cluster.orphan,
+            retire_as=cluster.retire_as,
         )
     )
     return plan, world

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -153,7 +154,12 @@ def run_operator(opts: OperatorOptions) -> int:
         target=elector.run, args=(stop, started, stopped), name="leader-election", daemon=True
     )
     log.info("operator starting", extra={"identity": identity, "namespace": opts.namespace})
+    began = time.monotonic()
     wait_synced(informers, 120.0)
+    log.info(
+        "caches synced",
+        extra={"objects": len(cache), "seconds": round(time.monotonic() - began, 3)},
+    )
     campaign.start()
     try:
         controller.run(leading)

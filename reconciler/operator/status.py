@@ -250,9 +250,19 @@ _BY_KIND = {
 }
 
 
+def _without_empty(value: Any) -> Any:
+    """Drop empty strings: optional fields are left out rather than sent as "" (some
+    API servers turn "" into null and then reject it)."""
+    if isinstance(value, dict):
+        return {k: _without_empty(v) for k, v in value.items() if v != ""}
+    if isinstance(value, list):
+        return [_without_empty(v) for v in value]
+    return value
+
+
 def desired_status(obj: CachedObject, rep: PassReport, now: str) -> dict[str, Any]:
     """The status ``obj`` should have after this pass (times carried over)."""
     status = _BY_KIND[obj.kind](obj, rep)
     old = obj.status.get("conditions") if isinstance(obj.status, dict) else None
     status["conditions"] = merge_conditions(old or [], status["conditions"], now)
-    return status
+    return dict(_without_empty(status))

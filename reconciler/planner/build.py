@@ -24,7 +24,7 @@ def build_plan(inp: PlanInput) -> Plan:
     """
     fingerprint = inp.inventory.fingerprint()
     col = Collector(
-        owner=inp.owner, salt=fingerprint[:16], hold=inp.hold, orphan=inp.orphan
+        owner=inp.owner, salt=fingerprint[:16], hold=inp.hold, retire_as=inp.retire_as
     )
     vm_targets = plan_vms(inp, col)
     plan_volumes(inp, col, vm_targets)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,19 +32,19 @@ def is_orphan_policy(tags: Mapping[str, str]) -> bool:
     return tags.get(TAG_DELETION_POLICY) == "Orphan"
 
 
-def covered(keys: frozenset[ResourceKey], key: ResourceKey) -> bool:
+def set_of(key: ResourceKey) -> ResourceKey | None:
+    """The VirtualMachineSet a replica key ``<set>-<i>`` would belong to."""
+    prefix, dash, index = key.name.rpartition("-")
+    if key.kind == "VirtualMachine" and dash and index.isdigit():
+        return ResourceKey("VirtualMachineSet", key.namespace, prefix)
+    return None
+
+
+def covered(keys: Collection[ResourceKey], key: ResourceKey) -> bool:
     """Whether ``key`` is in ``keys``, or is a replica ``<set>-<i>`` of a set in it."""
     if not keys:
         return False
-    if key in keys:
-        return True
-    prefix, dash, index = key.name.rpartition("-")
-    return (
-        key.kind == "VirtualMachine"
-        and bool(dash)
-        and index.isdigit()
-        and ResourceKey("VirtualMachineSet", key.namespace, prefix) in keys
-    )
+    return key in keys or set_of(key) in keys
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Collector:
     current: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     planned: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     hold: frozenset[ResourceKey] = frozenset()
-    orphan: frozenset[ResourceKey] = frozenset()
+    retire_as: Mapping[ResourceKey, str] = field(default_factory=dict)
 
     def add(
         self,
@@ -128,12 +128,14 @@ class Collector:
         if covered(self.hold, key):
             self.cost(cloud, price, price)
             return
-        if is_protected(tags):
+        declared = self.retire_as.get(key) or self.retire_as.get(set_of(key) or key)
+        if declared is None and is_protected(tags):
             self.protected.append(f"{where}: {reason}")
             self.cost(cloud, price, price)
             return
         self.cost(cloud, price, 0.0)
-        if orphan_allowed and (is_orphan_policy(tags) or covered(self.orphan, key)):
+        orphan = declared == "Orphan" if declared is not None else is_orphan_policy(tags)
+        if orphan_allowed and orphan:
             self.add(
                 ActionType.FORGET,
                 key,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.model.cloud import CloudInfo
 from reconciler.model.keys import ResourceKey
@@ -22,10 +22,10 @@ class PlanInput:
     one protected orphan keeps its resource (with a warning) instead of halting all.
 
     ``hold`` names undeclared objects whose resources must be left exactly as they are
-    (paused, invalid, or deletion-blocked objects in a cluster); ``orphan`` names
-    undeclared objects whose resources are forgotten instead of deleted (their
-    deletionPolicy says Orphan even if the tag on the resource is older). A
-    VirtualMachineSet's key covers its replicas ``<set>-<i>``.
+    (paused, invalid, or deletion-blocked objects in a cluster). ``retire_as`` gives
+    objects being deleted the deletionPolicy their last spec declared ("Delete" or
+    "Orphan", not protected): it wins over the tags on the resource, which may be
+    older than the spec. A VirtualMachineSet's key covers its replicas ``<set>-<i>``.
     """
 
     desired: DesiredState
@@ -36,4 +36,4 @@ class PlanInput:
     created_at: str
     refuse_protected: bool = True
     hold: frozenset[ResourceKey] = frozenset()
-    orphan: frozenset[ResourceKey] = frozenset()
+    retire_as: Mapping[ResourceKey, str] = field(default_factory=dict)
