@@ -4,7 +4,6 @@ YAML reader agrees with libyaml."""
 from __future__ import annotations
 
 import datetime as dt
-
 from collections.abc import Iterator
 from typing import Any
 

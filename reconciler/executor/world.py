@@ -7,7 +7,6 @@ runs there could create duplicates or miss deletions.
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kube.kubeserver import KubeServer, free_port
-
 from reconciler.operator.kube import KubeClient, NotFound, resource_path
 from reconciler.providers.sim.records import SimResource
 from reconciler.providers.sim.world import WORLD_DIR, SimWorld

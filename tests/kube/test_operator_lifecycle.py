@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from kube.kubeserver import KubeServer, vm_body
 from kube.ophelp import (
     Operator,
@@ -22,7 +23,6 @@ from kube.ophelp import (
     wait_condition,
     wait_for,
 )
-
 from reconciler.operator.kube import KubeClient, resource_path
 
 pytestmark = pytest.mark.timeout(180)
