@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_STATE ?= .reconciler-demo
 
-.PHONY: install demo test lint unit bench clean
+.PHONY: install backends demo test lint unit bench clean
 
 install: $(VENV)/.installed
 
@@ -30,7 +30,12 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: install
+# Real servers the integration tests start: etcd + a kube-apiserver built from
+# Debian's Kubernetes source (cached under ~/.cache/reconciler/kube).
+backends:
+	bash scripts/install-kube-apiserver.sh
+
+unit: install backends
 	$(BIN)/pytest
 
 test: lint unit
