@@ -23,9 +23,7 @@ def build_plan(inp: PlanInput) -> Plan:
     a policy's budget would be exceeded by a plan that raises its cost.
     """
     fingerprint = inp.inventory.fingerprint()
-    col = Collector(
-        owner=inp.owner, salt=fingerprint[:16], hold=inp.hold, retire_as=inp.retire_as
-    )
+    col = Collector(owner=inp.owner, salt=fingerprint[:16], hold=inp.hold, retire_as=inp.retire_as)
     vm_targets = plan_vms(inp, col)
     plan_volumes(inp, col, vm_targets)
     plan_buckets(inp, col)

@@ -10,17 +10,16 @@ import sys
 import time
 
 import pytest
+
 from kube.ophelp import (
     OPERATOR_NS,
     cond,
-    create,
     events_for,
     get,
     wait_condition,
     wait_for,
 )
 from kube.test_operator_lifecycle import Env, env  # noqa: F401  (fixture)
-
 from reconciler.operator.kube import resource_path
 
 pytestmark = pytest.mark.timeout(240)
@@ -90,11 +89,13 @@ def test_credentials_come_from_a_secret_and_never_leak(env: Env) -> None:  # noq
     env.admin.create(resource_path("Secret", OPERATOR_NS), secret)
     try:
         wait_condition(env.admin, "VirtualMachine", env.ns, "c1", "Ready", "True", timeout=90)
-        everything = json.dumps(
-            [get(env.admin, "Cloud", "", env.cloud), get(env.admin, "VirtualMachine", env.ns, "c1")]
-            + events_for(env.admin, env.ns, "c1")
-            + events_for(env.admin, "default", env.cloud)
-        )
+        objects = [
+            get(env.admin, "Cloud", "", env.cloud),
+            get(env.admin, "VirtualMachine", env.ns, "c1"),
+            *events_for(env.admin, env.ns, "c1"),
+            *events_for(env.admin, "default", env.cloud),
+        ]
+        everything = json.dumps(objects)
         assert value not in everything
         assert value not in op.logs()
         assert op.terminate() == 0

@@ -1,0 +1,118 @@
+"""Pure parts of the operator: desired-state split, gating, backoff, status merging."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from planner_fixtures import SMALL, make_input, observed, vm_key
+
+from reconciler.manifest import load_objects
+from reconciler.model.keys import ResourceKey
+from reconciler.model.plan import ActionType
+from reconciler.operator.desired import build_desired
+from reconciler.operator.gating import Backoff, paused_filter, split_plan
+from reconciler.operator.informer import CachedObject
+from reconciler.operator.status import merge_conditions
+from reconciler.planner import build_plan
+
+NS = "default"
+
+
+def _obj(kind: str, name: str, spec: dict[str, Any], **meta: Any) -> CachedObject:
+    raw = {"metadata": {"name": name, "namespace": NS, "uid": name, "generation": 1, **meta},
+           "spec": spec}  # fmt: skip
+    return CachedObject.from_raw(kind, raw)
+
+
+def _world() -> list[CachedObject]:
+    cloud_obj = CachedObject.from_raw(
+        "Cloud", {"metadata": {"name": "c1"}, "spec": {"provider": "sim", "region": "r"}}
+    )
+    vm_spec = {"resources": {"vcpus": 2, "memoryGiB": 4}}
+    return [
+        cloud_obj,
+        _obj("VirtualMachine", "live", vm_spec),
+        _obj("VirtualMachine", "gone", {**vm_spec, "deletionPolicy": "Orphan"},
+             deletionTimestamp="2026-01-01T00:00:00Z"),
+        _obj("VirtualMachine", "safe", {**vm_spec, "protect": True},
+             deletionTimestamp="2026-01-01T00:00:00Z"),
+        _obj("VirtualMachine", "held", {**vm_spec, "policyRef": {"name": "missing"}}),
+        _obj("VirtualMachine", "still", vm_spec, annotations={"reconciler.dev/paused": "true"}),
+    ]  # fmt: skip
+
+
+def test_build_desired_splits_deleting_protected_invalid_and_paused() -> None:
+    cluster = build_desired(_world())
+    names = {k.name for k in cluster.desired.vms}
+    assert names == {"live", "safe", "still"}
+    key = ResourceKey("VirtualMachine", NS, "gone")
+    assert cluster.retire_as == {key: "Orphan"} and key in cluster.deleting
+    assert "protect: true" in cluster.blocked[ResourceKey("VirtualMachine", NS, "safe")]
+    assert cluster.hold == frozenset({ResourceKey("VirtualMachine", NS, "held")})
+    assert "BrokerPolicy 'missing'" in cluster.invalid["VirtualMachine/default/held"][0].message
+    assert cluster.paused == frozenset({ResourceKey("VirtualMachine", NS, "still")})
+
+
+def test_load_objects_leaves_out_what_depends_on_an_invalid_object() -> None:
+    vm_obj = {
+        "apiVersion": "reconciler.dev/v1alpha1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": "db", "namespace": NS},
+        "spec": {"resources": {"vcpus": 1, "memoryGiB": 1}, "policyRef": {"name": "x"}},
+    }
+    vol = {"apiVersion": "reconciler.dev/v1alpha1", "kind": "Volume",
+           "metadata": {"name": "data", "namespace": NS},
+           "spec": {"sizeGiB": 10, "attachTo": "db"}}  # fmt: skip
+    desired, problems = load_objects([vm_obj, vol])
+    assert not desired.vms and not desired.volumes
+    assert set(problems) == {"VirtualMachine/default/db", "Volume/default/data"}
+
+
+def test_planner_holds_and_retires_as_the_spec_says() -> None:
+    running = [
+        observed("held", SMALL, "i-1"),
+        observed("safe-once", SMALL, "i-2", protect=True),
+        observed("was-orphan", SMALL, "i-3", policy="Orphan"),
+    ]
+    base = make_input([], {}, running)
+    inp = dataclasses.replace(
+        base,
+        refuse_protected=False,
+        hold=frozenset({vm_key("held")}),
+        retire_as={vm_key("safe-once"): "Delete", vm_key("was-orphan"): "Delete"},
+    )
+    kinds = {(a.type, a.external_id) for a in build_plan(inp).actions}
+    assert kinds == {(ActionType.DELETE, "i-2"), (ActionType.DELETE, "i-3")}
+    kept = build_plan(dataclasses.replace(base, refuse_protected=False))
+    assert any("protect: true" in w for w in kept.warnings)
+    assert (ActionType.DELETE, "i-2") not in {(a.type, a.external_id) for a in kept.actions}
+
+
+def test_split_plan_holds_paused_actions_and_their_dependents() -> None:
+    running = [observed("a", SMALL, "i-1"), observed("b", SMALL, "i-2")]
+    plan = build_plan(make_input([], {}, running))
+    runnable, held = split_plan(plan, paused_filter(frozenset({vm_key("a")})))
+    assert [a.external_id for a in runnable.actions] == ["i-2"]
+    assert [a.external_id for a in held] == ["i-1"]
+    assert split_plan(plan, lambda _a: False)[0] is plan
+
+
+def test_backoff_doubles_and_clears() -> None:
+    now = [100.0]
+    backoff = Backoff(base=1.0, cap=5.0, clock=lambda: now[0])
+    key = vm_key("x")
+    assert [backoff.failed(key) for _ in range(4)] == [1.0, 2.0, 4.0, 5.0]
+    assert backoff.waiting(key) and backoff.next_due() == 5.0
+    now[0] += 5.0
+    assert not backoff.waiting(key)
+    backoff.succeeded(key)
+    assert backoff.next_due() is None
+
+
+def test_conditions_keep_their_transition_time_while_unchanged() -> None:
+    old = [{"type": "Ready", "status": "True", "lastTransitionTime": "t0"}]
+    same = merge_conditions(old, [{"type": "Ready", "status": "True"}], "t1")
+    flipped = merge_conditions(old, [{"type": "Ready", "status": "False"}], "t1")
+    assert same[0]["lastTransitionTime"] == "t0"
+    assert flipped[0]["lastTransitionTime"] == "t1"
