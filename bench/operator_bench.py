@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,18 @@ def ready_count(client: KubeClient) -> int:
     return sum(cond(i, "Ready").get("status") == "True" for i in items)
 
 
+def stop_operator(op: Operator, res: dict[str, Any], timeout: float = 10) -> None:
+    """SIGTERM; note in ``res["sigterm"]`` whether it exited in time (else SIGKILL)."""
+    assert op.proc is not None
+    began = time.monotonic()
+    try:
+        code = op.terminate(timeout)
+        res.setdefault("sigterm", []).append(f"exit {code} in {time.monotonic() - began:.1f} s")
+    except subprocess.TimeoutExpired:
+        res.setdefault("sigterm", []).append(f"no exit {timeout:.0f} s after SIGTERM; killed")
+        op.kill()
+
+
 def problems(op_log: Path) -> list[str]:
     bad = [e for e in json_lines(op_log) if e.get("level") in ("warning", "error", "critical")]
     return [f"{e.get('level')}: {e.get('msg')} {e.get('error', '')}".strip() for e in bad]
@@ -198,7 +211,7 @@ def bench_operator(
         res["converged_sim"] = time.monotonic() - began
         sample = random.Random(1).sample(range(n), min(5, n))
         for i in sample:
-            wait_for(lambda i=i: vm_ready(client, i), 3600, f"vm-{i:05d} Ready", 1.0)
+            wait_for(partial(vm_ready, client, i), 3600, f"vm-{i:05d} Ready", 1.0)
         wait_for(lambda: ready_count(client) >= n, 3600, "all VMs Ready", 2.0)
         res["converged_ready"] = time.monotonic() - began
         time.sleep(2)
@@ -207,7 +220,7 @@ def bench_operator(
         res["rss_after_patches"] = rss_kib(op.proc.pid)
         res["problems"] = problems(op.log_path)
         res["op_rss_per_obj"] = (res["rss_converged"] - base_rss) * 1024 / n
-        op.terminate(120)
+        stop_operator(op, res)
     finally:
         op.close()
         client.close()
@@ -312,6 +325,7 @@ def report(res: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"RSS at `caches synced`: {res['rss_synced'] / 1024:.0f} MiB; after the "
                  f"latency patches: {res['rss_after_patches'] / 1024:.0f} MiB.")  # fmt: skip
+    lines.append(f"Operator SIGTERM: {'; '.join(res.get('sigterm', []))}.")
     lines.append(f"Operator log warnings/errors: {len(res['problems'])}")
     lines += [f"- `{p}`" for p in sorted(set(res["problems"]))[:10]]
     return "\n".join(lines)
@@ -335,7 +349,7 @@ def run(n: int, patches: int, with_kopf: bool, work: Path) -> dict[str, Any]:
             time.sleep(3)  # a first reconcile pass over the empty world
             assert op.proc is not None
             res["base_rss"] = rss_kib(op.proc.pid)
-            op.terminate(60)
+            stop_operator(op, res)
         finally:
             op.close()
         if with_kopf:

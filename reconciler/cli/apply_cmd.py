@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.options import common_options, report_errors, settings_from, use_colour
+from reconciler.cli.options import (
+    PARALLELISM,
+    common_options,
+    report_errors,
+    settings_from,
+    use_colour,
+)
 from reconciler.cli.progress import ProgressReporter
 from reconciler.cli.render.text import render_text
 from reconciler.executor.engine import (
@@ -50,18 +56,23 @@ def _confirm(auto_approve: bool) -> None:
         raise PlanError("apply cancelled; nothing was changed")
 
 
-def _finish(result: ApplyResult, plan: Plan) -> None:
+def apply_summary(result: ApplyResult, plan: Plan) -> tuple[str, list[str]]:
+    """The line an apply ends with (counts per action type), and one line per failure."""
     counts: dict[str, int] = {}
     by_id = {a.id: a for a in plan.actions}
     for ident in result.done:
         kind = by_id[ident].type.value
         counts[kind] = counts.get(kind, 0) + 1
     done = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
-    click.echo(
-        f"Apply finished: {done}; {len(result.failed)} failed, {len(result.skipped)} skipped."
-    )
-    for ident, error in sorted(result.failed.items()):
-        click.echo(f"  failed: {ident}: {error}", err=True)
+    line = f"Apply finished: {done}; {len(result.failed)} failed, {len(result.skipped)} skipped."
+    return line, [f"  failed: {ident}: {err}" for ident, err in sorted(result.failed.items())]
+
+
+def _finish(result: ApplyResult, plan: Plan) -> None:
+    line, failures = apply_summary(result, plan)
+    click.echo(line)
+    for failure in failures:
+        click.echo(failure, err=True)
     if not result.ok:
         raise ExecutionError(
             f"{len(result.failed)} action(s) failed; run apply again to retry what is left"
@@ -89,13 +100,7 @@ def _apply_saved(plan: Plan, settings: Settings) -> None:
 @click.command("apply")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
-@click.option(
-    "--parallelism",
-    type=click.IntRange(1, 256),
-    default=8,
-    show_default=True,
-    help="Cloud calls in flight at once.",
-)
+@PARALLELISM
 @common_options
 @report_errors
 def apply_command(

@@ -19,6 +19,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STATE = ".reconciler"
 
 
+PARALLELISM = click.option(
+    "--parallelism",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Cloud calls in flight at once.",
+)
+
+
 def common_options(fn: F) -> F:
     """--state, --owner, --no-color on every command (env RECONCILER_STATE/OWNER)."""
     fn = click.option(

@@ -16,11 +16,11 @@ from types import FrameType
 import click
 import watchfiles
 
-from reconciler.cli.options import common_options, settings_from, use_colour
+from reconciler.cli.apply_cmd import apply_summary
+from reconciler.cli.options import PARALLELISM, common_options, settings_from, use_colour
 from reconciler.cli.progress import ProgressReporter
 from reconciler.cli.render.text import render_text
-from reconciler.executor.engine import Planned, Settings, apply, make_plan, providers_for, recover
-from reconciler.executor.runner import ApplyResult
+from reconciler.executor.engine import Settings, apply, make_plan, providers_for, recover
 from reconciler.manifest import load_desired
 from reconciler.model.errors import ManifestError, ReconcilerError
 
@@ -60,19 +60,6 @@ def _describe(changed: Sequence[str], roots: Sequence[Path]) -> str:
     return f"change in {shown}"
 
 
-def apply_summary(result: ApplyResult, planned: Planned) -> list[str]:
-    """The lines `reconciler apply` ends with: counts per action type, then failures."""
-    by_id = {a.id: a for a in planned.plan.actions}
-    counts: dict[str, int] = {}
-    for ident in result.done:
-        kind = by_id[ident].type.value
-        counts[kind] = counts.get(kind, 0) + 1
-    done = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
-    lines = [f"Apply finished: {done}; {len(result.failed)} failed, {len(result.skipped)} skipped."]
-    lines += [f"  failed: {ident}: {err}" for ident, err in sorted(result.failed.items())]
-    return lines
-
-
 def run_cycle(paths: Sequence[str], settings: Settings, do_apply: bool, colour: bool) -> bool:
     """Validate, plan, print, and (with ``do_apply``) apply once. True when all went well.
 
@@ -99,10 +86,10 @@ def run_cycle(paths: Sequence[str], settings: Settings, do_apply: bool, colour: 
     except (ReconcilerError, OSError, ValueError) as exc:
         click.echo(f"Error: {exc}", err=True)
         return False
-    lines = apply_summary(result, planned)
-    click.echo(lines[0])
-    for line in lines[1:]:
-        click.echo(line, err=True)
+    line, failures = apply_summary(result, planned.plan)
+    click.echo(line)
+    for failure in failures:
+        click.echo(failure, err=True)
     return result.ok and not planned.plan.unplaced
 
 
@@ -167,13 +154,7 @@ def _after_each(
     help="Wait this long without further changes before re-planning.",
 )
 @click.option("--once", is_flag=True, help="Run one cycle and exit (1 if it failed).")
-@click.option(
-    "--parallelism",
-    type=click.IntRange(1, 256),
-    default=8,
-    show_default=True,
-    help="Cloud calls in flight at once.",
-)
+@PARALLELISM
 @common_options
 def watch_command(
     paths: tuple[str, ...],

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reconciler.broker import place
 from reconciler.executor.journal import (
@@ -84,27 +85,39 @@ def place_declared(
     return world, place(desired, world.clouds, world.offers, world.inventory, owner=settings.owner)
 
 
-def make_plan(
+def plan_world(
     desired: DesiredState,
-    settings: Settings,
-    providers: dict[str, Provider] | None = None,
+    world: World,
+    owner: str,
     created_at: str | None = None,
-    refuse_protected: bool = True,
+    **planner: Any,
 ) -> Planned:
-    """Observe, place, and plan the difference between desired and observed."""
-    world, result = place_declared(desired, settings, providers)
+    """Place and plan against an observed ``world`` (``planner``: extra PlanInput
+    fields, e.g. the operator's ``hold``, ``retire_as``, ``refuse_protected``)."""
+    result = place(desired, world.clouds, world.offers, world.inventory, owner=owner)
     plan = build_plan(
         PlanInput(
             desired=desired,
             inventory=world.inventory,
             result=result,
             clouds=world.clouds,
-            owner=settings.owner,
+            owner=owner,
             created_at=created_at or now_iso(),
-            refuse_protected=refuse_protected,
+            **planner,
         )
     )
     return Planned(desired, world, result, plan)
+
+
+def make_plan(
+    desired: DesiredState,
+    settings: Settings,
+    providers: dict[str, Provider] | None = None,
+    created_at: str | None = None,
+) -> Planned:
+    """Observe, place, and plan the difference between desired and observed."""
+    world = observe_declared(desired, settings, providers)
+    return plan_world(desired, world, settings.owner, created_at)
 
 
 def check_fresh(plan: Plan, world: World, settings: Settings) -> None:

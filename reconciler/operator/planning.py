@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.broker import place
-from reconciler.executor.engine import now_iso
+from reconciler.executor.engine import plan_world
 from reconciler.executor.world import World, observe
 from reconciler.model.errors import PlanError
 from reconciler.model.plan import Plan
@@ -11,7 +10,6 @@ from reconciler.operator.clouds import CloudProviders
 from reconciler.operator.desired import ClusterDesired
 from reconciler.operator.informer import CachedObject
 from reconciler.operator.report import PassReport
-from reconciler.planner import PlanInput, build_plan
 
 
 def block_cloud_deletion(
@@ -54,19 +52,13 @@ def plan_cluster(
     world = observe(clouds.providers(desired.clouds, creds))
     report.inventory, report.clouds, report.offers = world.inventory, world.clouds, world.offers
     block_cloud_deletion(cloud_objects, cluster, report)
-    result = place(desired, world.clouds, world.offers, world.inventory, owner=owner)
-    report.result = result
-    plan = build_plan(
-        PlanInput(
-            desired=desired,
-            inventory=world.inventory,
-            result=result,
-            clouds=world.clouds,
-            owner=owner,
-            created_at=now_iso(),
-            refuse_protected=False,
-            hold=cluster.hold,
-            retire_as=cluster.retire_as,
-        )
+    planned = plan_world(
+        desired,
+        world,
+        owner,
+        refuse_protected=False,
+        hold=cluster.hold,
+        retire_as=cluster.retire_as,
     )
-    return plan, world
+    report.result = planned.result
+    return planned.plan, world
