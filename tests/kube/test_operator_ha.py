@@ -120,3 +120,22 @@ def test_plan_cluster_shows_what_the_operator_would_do(env: Env) -> None:  # noq
     assert not any("/pc2@" in i for i in ids)
     assert "paused" in out.stderr and "pc2" in out.stderr
     assert env.vms() == []  # planning changes nothing
+
+
+def test_sigterm_finishes_the_action_in_flight_and_exits_0(env: Env) -> None:  # noqa: F811
+    env.basics(simulation={"latencyMs": 1500})
+    for i in range(4):
+        env.vm(f"t{i}")
+    op = env.operator("--parallelism", "1")
+    wait_for(lambda: '"msg": "action start"' in op.logs(), 60, "an action in flight")
+    assert op.terminate(timeout=60) == 0
+    logs = op.logs()
+    assert '"msg": "action done"' in logs  # the call in flight was finished, not cut
+    journal = env.admin.get(resource_path("ConfigMap", OPERATOR_NS, f"journal-{env.ns}"))
+    assert json.loads(journal["data"]["inflight.json"]) == {}  # and its outcome journaled
+    done = len(env.vms())
+    assert 1 <= done < 4
+    env.operator("--parallelism", "4")
+    for i in range(4):
+        wait_condition(env.admin, "VirtualMachine", env.ns, f"t{i}", "Ready", "True", timeout=90)
+    assert len(env.vms()) == 4
