@@ -9,7 +9,7 @@ others: whatever referred to it is then left out too, until what remains is soun
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from reconciler.manifest.build import build_desired
@@ -17,7 +17,7 @@ from reconciler.manifest.reader import Document
 from reconciler.manifest.validate import check_object
 from reconciler.manifest.xref import build_index, check_references
 from reconciler.model.errors import Diagnostic
-from reconciler.model.keys import CLUSTER_SCOPED, ResourceKey
+from reconciler.model.keys import CLUSTER_SCOPED, KINDS, ResourceKey
 from reconciler.model.specs import DesiredState
 
 _KEPT_METADATA = ("name", "namespace", "labels", "annotations")
@@ -48,16 +48,22 @@ def _document(raw: Mapping[str, Any]) -> Document:
 
 def load_objects(
     objects: Iterable[Mapping[str, Any]],
+    schema_checked: Collection[str] = (),
 ) -> tuple[DesiredState, dict[str, list[Diagnostic]]]:
     """(DesiredState of the sound objects, diagnostics by ``Kind/ns/name`` of the rest).
 
     Each object is a Kubernetes-style mapping (apiVersion, kind, metadata, spec); only
-    metadata name, namespace, labels and annotations are read.
+    metadata name, namespace, labels and annotations are read. Objects whose label is
+    in ``schema_checked`` passed the schema check unchanged before and skip it (the
+    operator re-plans 10k unchanged objects per pass); references are always checked.
     """
     problems: dict[str, list[Diagnostic]] = {}
     known: list[tuple[str, Document]] = []
     for raw in objects:
         doc = _document(raw)
+        if doc.file in schema_checked and doc.data.get("kind") in KINDS:
+            known.append((str(doc.data["kind"]), doc))
+            continue
         kind, valid, found = check_object(doc)
         if found or not valid or kind is None:
             problems.setdefault(doc.file, []).extend(found)

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from reconciler.executor.engine import Settings, apply, now_iso, resolve_in_flight
@@ -21,9 +22,9 @@ from reconciler.executor.world import World
 from reconciler.model.errors import ReconcilerError
 from reconciler.model.plan import Action, Plan
 from reconciler.operator.clouds import CloudProviders
-from reconciler.operator.desired import ClusterDesired, build_desired
+from reconciler.operator.desired import ClusterDesired, SchemaMemo, build_desired
 from reconciler.operator.gating import Backoff, paused_filter, split_plan
-from reconciler.operator.informer import Cache
+from reconciler.operator.informer import Cache, CachedObject
 from reconciler.operator.journal_store import ClusterJournal
 from reconciler.operator.observability import Metrics
 from reconciler.operator.planning import plan_cluster
@@ -31,6 +32,8 @@ from reconciler.operator.report import PassReport
 from reconciler.operator.writeback import Writer, owner_of
 
 log = logging.getLogger(__name__)
+#: Status PATCHes in flight at once (the client's connection pool holds 16).
+STATUS_WRITERS = 8
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Controller:
         self.options = options
         self.stop = stop
         self.backoff = Backoff()
+        self.schema_memo = SchemaMemo()
         self._wake = threading.Condition()
         self._dirty = 0
         self._recovered = False
@@ -107,7 +111,7 @@ class Controller:
         acted = False
         if self.writer.add_finalizers(objects):
             return 0.0  # the watch delivers the updated objects; act on those
-        cluster = build_desired(objects)
+        cluster = build_desired(objects, self.schema_memo)
         report.invalid, report.paused = cluster.invalid, set(cluster.paused)
         report.blocked = dict(cluster.blocked)
         try:
@@ -193,12 +197,18 @@ class Controller:
         )
 
     def _write_back(self, cluster: ClusterDesired, report: PassReport) -> None:
+        """Status for every object (in parallel; stops early on SIGTERM), then the
+        finalizers of objects whose cloud resources are gone."""
         now = now_iso()
-        for obj in self.cache.objects():
-            if obj.key in cluster.deleting:
-                continue
-            self.writer.write_status(obj, report, now)
-        if report.plan_error or not report.clouds:
+        live = [o for o in self.cache.objects() if o.key not in cluster.deleting]
+
+        def write(obj: CachedObject) -> None:
+            if not self.stop.is_set():
+                self.writer.write_status(obj, report, now)
+
+        with ThreadPoolExecutor(max_workers=STATUS_WRITERS) as pool:
+            list(pool.map(write, live))
+        if report.plan_error or not report.clouds or self.stop.is_set():
             return  # without a full observation, never conclude that resources are gone
         for key, obj in cluster.deleting.items():
             if not report.has_resources(key) and not report.applying.get(key):

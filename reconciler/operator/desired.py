@@ -13,11 +13,11 @@ Deletion, pause and protection are decided here, per object, before planning:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.manifest import load_objects
+from reconciler.manifest import load_objects, object_label
 from reconciler.model.errors import Diagnostic
 from reconciler.model.keys import API_VERSION, ResourceKey
 from reconciler.model.specs import DesiredState
@@ -85,8 +85,33 @@ def _deletion_blocker(obj: CachedObject) -> str:
     return ""
 
 
-def build_desired(objects: Iterable[CachedObject]) -> ClusterDesired:
+class SchemaMemo:
+    """Which objects passed the schema check at which resourceVersion."""
+
+    def __init__(self) -> None:
+        self._passed: dict[str, str] = {}
+
+    def checked(self, objects: Iterable[CachedObject]) -> set[str]:
+        return {
+            label
+            for o in objects
+            if self._passed.get(label := object_label(o.kind, o.namespace, o.name))
+            == o.resource_version
+        }
+
+    def record(self, objects: Iterable[CachedObject], invalid: Mapping[str, object]) -> None:
+        self._passed = {
+            label: o.resource_version
+            for o in objects
+            if (label := object_label(o.kind, o.namespace, o.name)) not in invalid
+        }
+
+
+def build_desired(
+    objects: Iterable[CachedObject], memo: SchemaMemo | None = None
+) -> ClusterDesired:
     """Split the cached objects into desired, held, orphaned, paused and blocked."""
+    objects = list(objects)
     raw: list[dict[str, Any]] = []
     retire_as: dict[ResourceKey, str] = {}
     paused: set[ResourceKey] = set()
@@ -105,7 +130,10 @@ def build_desired(objects: Iterable[CachedObject]) -> ClusterDesired:
         if is_paused(obj):
             paused.add(key)
         raw.append(to_raw(obj))
-    desired, invalid = load_objects(raw)
+    kept = [o for o in objects if o.key not in deleting]
+    desired, invalid = load_objects(raw, memo.checked(kept) if memo else ())
+    if memo is not None:
+        memo.record(kept, invalid)
     hold = frozenset(ResourceKey.parse(label) for label in invalid)
     return ClusterDesired(
         desired=desired,

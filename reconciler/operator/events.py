@@ -95,7 +95,14 @@ class EventRecorder:
         except queue.Full:
             self._done()
             self.dropped += 1
-            log.warning("event queue full; dropped %s %s for %s", type_, reason, ref.name)
+            if self.dropped == 1 or self.dropped % 1000 == 0:  # a burst must not flood the log
+                log.warning(
+                    "event queue full; dropped %s %s for %s (%d dropped so far)",
+                    type_,
+                    reason,
+                    ref.name,
+                    self.dropped,
+                )
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued Event was sent (or failed); False on timeout."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from reconciler.manifest import object_label
 from reconciler.model.keys import ResourceKey
+from reconciler.model.placement import Candidate
 from reconciler.model.plan import Action
 from reconciler.model.specs import PowerState
 from reconciler.operator.informer import CachedObject
@@ -131,18 +132,21 @@ def replica_status(
             "pricePerHour": round(vm.price_per_hour, 6),
         }
     if candidates:
-        status["candidates"] = [
-            {
-                "cloud": c.cloud,
-                "offer": c.offer,
-                "pricePerHour": round(c.price_per_hour, 6),
-                "outcome": c.outcome.value,
-                "detail": c.detail,
-            }
-            for c in candidates[:MAX_CANDIDATES]
-        ]
+        status["candidates"] = [_candidate(c) for c in candidates[:MAX_CANDIDATES]]
     status["conditions"] = conditions
     return status
+
+
+def _candidate(c: Candidate) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "cloud": c.cloud,
+        "offer": c.offer,
+        "pricePerHour": round(c.price_per_hour, 6),
+        "outcome": c.outcome.value,
+    }
+    if c.detail:
+        row["detail"] = c.detail
+    return row
 
 
 def set_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
@@ -250,14 +254,43 @@ _BY_KIND = {
 }
 
 
-def _without_empty(value: Any) -> Any:
-    """Drop empty strings: optional fields are left out rather than sent as "" (some
-    API servers turn "" into null and then reject it)."""
-    if isinstance(value, dict):
-        return {k: _without_empty(v) for k, v in value.items() if v != ""}
-    if isinstance(value, list):
-        return [_without_empty(v) for v in value]
-    return value
+def _without_empty(value: dict[str, Any]) -> dict[str, Any]:
+    """Drop empty strings (top level, conditions, placement): optional fields are left
+    out rather than sent as "" (some API servers turn "" into null and reject it).
+    Candidates are built without empty fields in the first place."""
+    out = {k: v for k, v in value.items() if v != ""}
+    if "conditions" in out:
+        out["conditions"] = [{k: v for k, v in c.items() if v != ""} for c in out["conditions"]]
+    if isinstance(out.get("placement"), dict):
+        out["placement"] = {k: v for k, v in out["placement"].items() if v != ""}
+    return out
+
+
+def vm_signature(obj: CachedObject, rep: PassReport) -> tuple[object, ...]:
+    """Everything a VM's status is computed from: equal signatures, equal status, so a
+    converged pass skips the work (and the write) for each of 10k unchanged VMs."""
+    key = obj.key
+    found = rep.vms(key)
+    vm = found[0] if found else None
+    placed = rep.result.placements.get(key) if rep.result else None
+    unplaced = rep.result.unplaced.get(key) if rep.result else None
+    return (
+        obj.resource_version,
+        (vm.cloud, vm.external_id, vm.instance_type, vm.power_state, vm.price_per_hour)
+        if vm
+        else None,
+        (placed.offer, placed.reason, placed.candidates) if placed else None,
+        unplaced,
+        rep.invalid.get(label(obj)) is not None,
+        rep.plan_error,
+        rep.blocked.get(key),
+        rep.failed.get(key),
+        key in rep.paused,
+        tuple(a.id for a in rep.pending.get(key, ())),
+        tuple(a.id for a in rep.applying.get(key, ())),
+        rep.observe_only,
+        tuple(sorted(c.get("type", "") for c in obj.status.get("conditions") or ())),
+    )
 
 
 def desired_status(obj: CachedObject, rep: PassReport, now: str) -> dict[str, Any]:
@@ -265,4 +298,4 @@ def desired_status(obj: CachedObject, rep: PassReport, now: str) -> dict[str, An
     status = _BY_KIND[obj.kind](obj, rep)
     old = obj.status.get("conditions") if isinstance(obj.status, dict) else None
     status["conditions"] = merge_conditions(old or [], status["conditions"], now)
-    return dict(_without_empty(status))
+    return _without_empty(status)

@@ -17,7 +17,7 @@ from reconciler.operator.events import EventRecorder, ObjectRef
 from reconciler.operator.informer import Cache, CachedObject
 from reconciler.operator.kube import Conflict, KubeClient, KubeError, NotFound, resource_path
 from reconciler.operator.report import PassReport
-from reconciler.operator.status import desired_status
+from reconciler.operator.status import desired_status, vm_signature
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class Writer:
     def __init__(self, client: KubeClient, events: EventRecorder) -> None:
         self.client = client
         self.events = events
+        self._signatures: dict[ResourceKey, tuple[object, ...]] = {}
 
     def add_finalizers(self, objects: Iterable[CachedObject]) -> int:
         """Put our finalizer on every live object of a finalized kind that lacks it."""
@@ -97,9 +98,15 @@ class Writer:
             return False
 
     def write_status(self, obj: CachedObject, rep: PassReport, now: str) -> bool:
-        """Patch the status subresource when the computed status differs."""
+        """Patch the status subresource when the computed status differs (VMs whose
+        inputs did not change since the last pass are not even recomputed)."""
+        signature = vm_signature(obj, rep) if obj.kind == "VirtualMachine" else None
+        if signature is not None and self._signatures.get(obj.key) == signature:
+            return False
         status = desired_status(obj, rep, now)
         if status == obj.status:
+            if signature is not None:
+                self._signatures[obj.key] = signature
             return False
         self._warn_on_transition(obj, status)
         try:
