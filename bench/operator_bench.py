@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -191,9 +192,28 @@ def stop_operator(op: Operator, res: dict[str, Any], timeout: float = 10) -> Non
         op.kill()
 
 
-def problems(op_log: Path) -> list[str]:
+def problems(op_log: Path) -> dict[str, int]:
+    """Warning/error log lines, counted by message with the object name cut off."""
     bad = [e for e in json_lines(op_log) if e.get("level") in ("warning", "error", "critical")]
-    return [f"{e.get('level')}: {e.get('msg')} {e.get('error', '')}".strip() for e in bad]
+    return dict(Counter(f"{e['level']}: {str(e.get('msg')).split(' for ')[0]}" for e in bad))
+
+
+def pass_seconds(op: Operator) -> tuple[float, float]:
+    """(sum, count) of the operator's reconcile-duration histogram."""
+    name = "reconciler_reconcile_duration_seconds"
+    return op.metric(f"{name}_sum"), op.metric(f"{name}_count")
+
+
+def wait_quiet(path: Path, quiet: float = 5.0, timeout: float = 600) -> None:
+    """Wait until ``path`` has not grown for ``quiet`` seconds (a process settled)."""
+    size, since, deadline = -1, time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = path.stat().st_size if path.exists() else 0
+        if now != size:
+            size, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.5)
 
 
 def bench_operator(
@@ -216,7 +236,11 @@ def bench_operator(
         res["converged_ready"] = time.monotonic() - began
         time.sleep(2)
         res["rss_converged"] = rss_kib(op.proc.pid)
+        before = pass_seconds(op)
         res["latency"] = patch_latencies(client, res, operator_call_finder(op))
+        after = pass_seconds(op)
+        res["pass_mean"] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
+        res["passes_total"] = after[1]
         res["rss_after_patches"] = rss_kib(op.proc.pid)
         res["problems"] = problems(op.log_path)
         res["op_rss_per_obj"] = (res["rss_converged"] - base_rss) * 1024 / n
@@ -274,7 +298,8 @@ def bench_kopf(kube: KubeServer, work: Path, n: int, base_rss: int, res: dict[st
 
         wait_for(handled, 3600, "kopf handled all objects", 1.0)
         res["kopf_initial"] = time.monotonic() - began
-        time.sleep(5)  # let it finish patching its annotations
+        wait_quiet(work / "kopf.log")  # kopf logs per object while it patches annotations
+        res["kopf_settled"] = time.monotonic() - began
         res["kopf_rss"] = rss_kib(proc.pid)
         res["kopf_rss_per_obj"] = (res["kopf_rss"] - base_rss) * 1024 / n
 
@@ -326,8 +351,13 @@ def report(res: dict[str, Any]) -> str:
     lines.append(f"RSS at `caches synced`: {res['rss_synced'] / 1024:.0f} MiB; after the "
                  f"latency patches: {res['rss_after_patches'] / 1024:.0f} MiB.")  # fmt: skip
     lines.append(f"Operator SIGTERM: {'; '.join(res.get('sigterm', []))}.")
-    lines.append(f"Operator log warnings/errors: {len(res['problems'])}")
-    lines += [f"- `{p}`" for p in sorted(set(res["problems"]))[:10]]
+    lines.append(f"Operator log warnings/errors: {sum(res['problems'].values())}")
+    lines += [f"- {count} x `{msg}`" for msg, count in res["problems"].items()]
+    lines.append(
+        f"Mean reconcile pass during the latency patches: {res['pass_mean']:.2f} s "
+        f"({res['passes_total']:.0f} passes in the run); kopf settled (log quiet 5 s) "
+        f"{res.get('kopf_settled', 0):.1f} s after start."
+    )
     return "\n".join(lines)
 
 

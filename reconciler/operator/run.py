@@ -143,10 +143,12 @@ def run_operator(opts: OperatorOptions) -> int:
         if not stop.is_set():
             lost.set()
             stop.set()
+        controller.enqueue()  # wake the loop so it sees the stop at once
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal received: finishing the action in flight", extra={"signal": signum})
         stop.set()
+        controller.enqueue()  # an idle loop waits up to --resync seconds otherwise
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

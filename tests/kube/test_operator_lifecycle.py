@@ -71,7 +71,7 @@ def env(kube: KubeServer, namespace: str, tmp_path: Path) -> Iterator[Env]:
 def test_vm_is_placed_and_ready_with_status_events_and_metrics(env: Env) -> None:
     env.basics()
     env.vm("web")
-    op = env.operator()
+    op = env.operator("--resync", "600")  # idle between passes: SIGTERM must still be prompt
     obj = wait_condition(env.admin, "VirtualMachine", env.ns, "web", "Ready", "True")
     status = obj["status"]
     assert status["observedGeneration"] == obj["metadata"]["generation"]
@@ -92,7 +92,7 @@ def test_vm_is_placed_and_ready_with_status_events_and_metrics(env: Env) -> None
     assert op.http("/healthz") == "ok"
     cloud = wait_condition(env.admin, "Cloud", "", env.cloud, "Ready", "True")
     assert cloud["status"]["offers"] > 0
-    assert op.terminate() == 0
+    assert op.terminate(timeout=10) == 0
 
 
 def test_spec_change_resizes_and_delete_runs_the_finalizer(env: Env) -> None:
