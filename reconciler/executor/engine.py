@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from reconciler.broker import place
 from reconciler.executor.journal import (
@@ -24,6 +23,7 @@ from reconciler.executor.journal import (
 from reconciler.executor.runner import ActionEvent, ApplyResult, ExecOptions, execute
 from reconciler.executor.world import World, build_providers, observe
 from reconciler.model.errors import StalePlanError
+from reconciler.model.keys import ResourceKey
 from reconciler.model.placement import BrokerResult
 from reconciler.model.plan import Plan
 from reconciler.model.specs import CloudSpec, DesiredState
@@ -90,10 +90,13 @@ def plan_world(
     world: World,
     owner: str,
     created_at: str | None = None,
-    **planner: Any,
+    *,
+    refuse_protected: bool = True,
+    hold: frozenset[ResourceKey] = frozenset(),
+    retire_as: Mapping[ResourceKey, str] | None = None,
 ) -> Planned:
-    """Place and plan against an observed ``world`` (``planner``: extra PlanInput
-    fields, e.g. the operator's ``hold``, ``retire_as``, ``refuse_protected``)."""
+    """Place and plan against an observed ``world``. The keyword arguments are the
+    operator's (see PlanInput); the CLI leaves them at their defaults."""
     result = place(desired, world.clouds, world.offers, world.inventory, owner=owner)
     plan = build_plan(
         PlanInput(
@@ -103,7 +106,9 @@ def plan_world(
             clouds=world.clouds,
             owner=owner,
             created_at=created_at or now_iso(),
-            **planner,
+            refuse_protected=refuse_protected,
+            hold=hold,
+            retire_as=retire_as or {},
         )
     )
     return Planned(desired, world, result, plan)

@@ -57,6 +57,14 @@ class ResourceKey:
         raise ValueError(f"not a resource key (expected Kind/namespace/name): {text!r}")
 
 
+def owning_set(key: ResourceKey) -> ResourceKey | None:
+    """The VirtualMachineSet a replica key ``<set>-<i>`` would belong to, if any."""
+    prefix, dash, index = key.name.rpartition("-")
+    if key.kind == "VirtualMachine" and dash and index.isdigit():
+        return ResourceKey("VirtualMachineSet", key.namespace, prefix)
+    return None
+
+
 def ownership_tags(
     owner: str, key: ResourceKey, uid: str, protect: bool = False, deletion_policy: str = "Delete"
 ) -> dict[str, str]:

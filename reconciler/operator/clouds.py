@@ -57,7 +57,7 @@ def _fingerprint(spec: CloudSpec, creds: Mapping[str, str] | None) -> str:
 class CloudProviders:
     """Builds and keeps one provider per declared Cloud."""
 
-    def __init__(self, client: KubeClient | None, namespace: str, context: ProviderContext):
+    def __init__(self, client: KubeClient, namespace: str, context: ProviderContext):
         self.client = client
         self.namespace = namespace
         self.context = context
@@ -72,9 +72,6 @@ class CloudProviders:
         for name, spec in clouds.items():
             ref = spec.credentials_secret_ref
             if ref is None:
-                continue
-            if self.client is None:
-                errors[name] = "credentialsSecretRef needs a cluster to read the Secret from"
                 continue
             try:
                 creds[name] = read_secret(self.client, ref.namespace or self.namespace, ref.name)

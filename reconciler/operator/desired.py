@@ -91,20 +91,12 @@ class SchemaMemo:
     def __init__(self) -> None:
         self._passed: dict[str, str] = {}
 
-    def checked(self, objects: Iterable[CachedObject]) -> set[str]:
-        return {
-            label
-            for o in objects
-            if self._passed.get(label := object_label(o.kind, o.namespace, o.name))
-            == o.resource_version
-        }
+    def checked(self, versions: Mapping[str, str]) -> set[str]:
+        """Labels (of ``label -> resourceVersion``) that passed at that same version."""
+        return {label for label, rv in versions.items() if self._passed.get(label) == rv}
 
-    def record(self, objects: Iterable[CachedObject], invalid: Mapping[str, object]) -> None:
-        self._passed = {
-            label: o.resource_version
-            for o in objects
-            if (label := object_label(o.kind, o.namespace, o.name)) not in invalid
-        }
+    def record(self, versions: Mapping[str, str], invalid: Mapping[str, object]) -> None:
+        self._passed = {label: rv for label, rv in versions.items() if label not in invalid}
 
 
 def build_desired(
@@ -130,10 +122,14 @@ def build_desired(
         if is_paused(obj):
             paused.add(key)
         raw.append(to_raw(obj))
-    kept = [o for o in objects if o.key not in deleting]
-    desired, invalid = load_objects(raw, memo.checked(kept) if memo else ())
+    versions = {
+        object_label(o.kind, o.namespace, o.name): o.resource_version
+        for o in objects
+        if o.key not in deleting
+    }
+    desired, invalid = load_objects(raw, memo.checked(versions) if memo else ())
     if memo is not None:
-        memo.record(kept, invalid)
+        memo.record(versions, invalid)
     hold = frozenset(ResourceKey.parse(label) for label in invalid)
     return ClusterDesired(
         desired=desired,

@@ -202,21 +202,14 @@ class Informer:
         """LIST everything (paginated), reconcile the cache with it, emit what changed."""
         fresh: set[ResourceKey] = set()
         changed: list[ResourceKey] = []
-        token = ""
-        while True:
-            query: dict[str, Any] = {"limit": self.page_size}
-            if token:
-                query["continue"] = token
-            page = self.client.list(self._path, **query)
+        meta: dict[str, Any] = {}
+        for page in self.client.list_pages(self._path, self.page_size):
             for raw in page.get("items") or ():
                 obj = CachedObject.from_raw(self.kind, raw)
                 fresh.add(obj.key)
                 if self.cache.upsert(obj):
                     changed.append(obj.key)
             meta = page.get("metadata") or {}
-            token = meta.get("continue") or ""
-            if not token:
-                break
         vanished = [k for k in self.cache.keys(self.kind) if k not in fresh and self._mine(k)]
         for key in vanished:
             self.cache.remove(key)

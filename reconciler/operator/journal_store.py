@@ -49,15 +49,7 @@ class ClusterJournal:
         try:
             raw = self._client.get(self._path)
         except NotFound:
-            raw = self._client.create(
-                resource_path("ConfigMap", self._namespace),
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": self._name, "namespace": self._namespace},
-                    "data": {DATA_KEY: "{}"},
-                },
-            )
+            raw = self._client.create(resource_path("ConfigMap", self._namespace), self._body("{}"))
         self._resource_version = raw["metadata"].get("resourceVersion")
         text = (raw.get("data") or {}).get(DATA_KEY) or "{}"
         try:
@@ -111,6 +103,12 @@ class ClusterJournal:
         self._commit()
 
     # -- writing --------------------------------------------------------------------
+    def _body(self, text: str, resource_version: str | None = None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": self._name, "namespace": self._namespace}
+        if resource_version is not None:
+            meta["resourceVersion"] = resource_version
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {DATA_KEY: text}}
+
     def _commit(self) -> None:
         """Make every change made so far durable (one PUT for all waiting threads)."""
         with self._state:
@@ -121,18 +119,8 @@ class ClusterJournal:
             with self._state:
                 version = self._version
                 text = json.dumps(self._records, sort_keys=True, separators=(",", ":"))
-            body = {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {
-                    "name": self._name,
-                    "namespace": self._namespace,
-                    "resourceVersion": self._resource_version,
-                },
-                "data": {DATA_KEY: text},
-            }
             try:
-                raw = self._client.replace(self._path, body)
+                raw = self._client.replace(self._path, self._body(text, self._resource_version))
             except Conflict as exc:
                 raise TransientError(
                     "the journal ConfigMap was changed by another writer (leadership lost?)"

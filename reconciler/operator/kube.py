@@ -346,6 +346,20 @@ class KubeClient:
         """GET a collection; query names as the API spells them (labelSelector, limit, ...)."""
         return self._request("GET", path + _query(query))
 
+    def list_pages(self, path: str, limit: int = 500) -> Iterator[dict[str, Any]]:
+        """A collection LIST in pages of ``limit`` (``continue`` tokens followed); the
+        last page's metadata carries the resourceVersion to watch from."""
+        token = ""
+        while True:
+            query: dict[str, Any] = {"limit": limit}
+            if token:
+                query["continue"] = token
+            page = self.list(path, **query)
+            yield page
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return
+
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to a collection path."""
         return self._request("POST", path, body)

@@ -30,14 +30,8 @@ def list_objects(client: KubeClient) -> list[CachedObject]:
     """Every reconciler.dev object in the cluster (paginated LISTs)."""
     out: list[CachedObject] = []
     for kind in KINDS:
-        token = ""
-        while True:
-            query = {"limit": 500, **({"continue": token} if token else {})}
-            page = client.list(resource_path(kind), **query)
+        for page in client.list_pages(resource_path(kind)):
             out.extend(CachedObject.from_raw(kind, raw) for raw in page.get("items") or ())
-            token = (page.get("metadata") or {}).get("continue") or ""
-            if not token:
-                break
     return out
 
 

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 
 from reconciler.model.cloud import CloudInfo, Offer
 from reconciler.model.errors import Diagnostic
-from reconciler.model.keys import ResourceKey
+from reconciler.model.keys import ResourceKey, owning_set
 from reconciler.model.observed import Inventory, ObservedBucket, ObservedVM, ObservedVolume
 from reconciler.model.placement import BrokerResult
 from reconciler.model.plan import Action
+
+Observed = ObservedVM | ObservedVolume | ObservedBucket
 
 
 @dataclass
@@ -36,33 +38,27 @@ class PassReport:
     cloud_errors: dict[str, str] = field(default_factory=dict)
     plan_error: str = ""
     observe_only: bool = False
-    _vms: dict[ResourceKey, list[ObservedVM]] | None = None
-    _volumes: dict[ResourceKey, list[ObservedVolume]] | None = None
-    _buckets: dict[ResourceKey, list[ObservedBucket]] | None = None
+    _by_key: dict[ResourceKey, list[Observed]] | None = None
+
+    def _observed(self, key: ResourceKey) -> list[Observed]:
+        """Every observed VM, volume and bucket of ``key`` (indexed on first use)."""
+        if self._by_key is None:
+            self._by_key = defaultdict(list)
+            inv = self.inventory
+            items: list[Observed] = [*inv.all_vms(), *inv.all_volumes(), *inv.all_buckets()]
+            for item in items:
+                if item.key is not None:
+                    self._by_key[item.key].append(item)
+        return self._by_key.get(key, [])
 
     def vms(self, key: ResourceKey) -> list[ObservedVM]:
-        if self._vms is None:
-            self._vms = defaultdict(list)
-            for vm in self.inventory.all_vms():
-                if vm.key is not None:
-                    self._vms[vm.key].append(vm)
-        return self._vms.get(key, [])
+        return [o for o in self._observed(key) if isinstance(o, ObservedVM)]
 
     def volumes(self, key: ResourceKey) -> list[ObservedVolume]:
-        if self._volumes is None:
-            self._volumes = defaultdict(list)
-            for vol in self.inventory.all_volumes():
-                if vol.key is not None:
-                    self._volumes[vol.key].append(vol)
-        return self._volumes.get(key, [])
+        return [o for o in self._observed(key) if isinstance(o, ObservedVolume)]
 
     def buckets(self, key: ResourceKey) -> list[ObservedBucket]:
-        if self._buckets is None:
-            self._buckets = defaultdict(list)
-            for bucket in self.inventory.all_buckets():
-                if bucket.key is not None:
-                    self._buckets[bucket.key].append(bucket)
-        return self._buckets.get(key, [])
+        return [o for o in self._observed(key) if isinstance(o, ObservedBucket)]
 
     def resources_on(self, cloud: str) -> int:
         """How many managed resources the cloud holds."""
@@ -72,14 +68,7 @@ class PassReport:
     def has_resources(self, key: ResourceKey) -> bool:
         """Whether any cloud still holds a resource of ``key`` (a set: of a replica)."""
         if key.kind == "VirtualMachineSet":
-            prefix = key.name + "-"
-            return any(
-                vm.key is not None
-                and vm.key.namespace == key.namespace
-                and vm.key.name.startswith(prefix)
-                and vm.key.name[len(prefix) :].isdigit()
-                for vm in self.inventory.all_vms()
-            )
+            return any(vm.key and owning_set(vm.key) == key for vm in self.inventory.all_vms())
         if key.kind == "Cloud":
             return self.resources_on(key.name) > 0
-        return bool(self.vms(key) or self.volumes(key) or self.buckets(key))
+        return bool(self._observed(key))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from reconciler.model.keys import ResourceKey
+from reconciler.model.keys import ResourceKey, owning_set
 from reconciler.model.plan import Action, ActionType
 from reconciler.operator.desired import FINALIZED_KINDS, FINALIZER
 from reconciler.operator.events import EventRecorder, ObjectRef
@@ -47,12 +47,8 @@ def ref_of(obj: CachedObject) -> ObjectRef:
 def owner_of(cache: Cache, key: ResourceKey) -> CachedObject | None:
     """The object an action's key belongs to (a replica belongs to its set)."""
     obj = cache.get(key)
-    if obj is not None or key.kind != "VirtualMachine":
-        return obj
-    prefix, dash, index = key.name.rpartition("-")
-    if dash and index.isdigit():
-        return cache.get(ResourceKey("VirtualMachineSet", key.namespace, prefix))
-    return None
+    parent = owning_set(key) if obj is None else None
+    return cache.get(parent) if parent is not None else obj
 
 
 class Writer:

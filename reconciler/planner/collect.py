@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey
+from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey, owning_set
 from reconciler.model.plan import Action, ActionType, FieldChange
 
 
@@ -32,19 +32,11 @@ def is_orphan_policy(tags: Mapping[str, str]) -> bool:
     return tags.get(TAG_DELETION_POLICY) == "Orphan"
 
 
-def set_of(key: ResourceKey) -> ResourceKey | None:
-    """The VirtualMachineSet a replica key ``<set>-<i>`` would belong to."""
-    prefix, dash, index = key.name.rpartition("-")
-    if key.kind == "VirtualMachine" and dash and index.isdigit():
-        return ResourceKey("VirtualMachineSet", key.namespace, prefix)
-    return None
-
-
 def covered(keys: Collection[ResourceKey], key: ResourceKey) -> bool:
     """Whether ``key`` is in ``keys``, or is a replica ``<set>-<i>`` of a set in it."""
     if not keys:
         return False
-    return key in keys or set_of(key) in keys
+    return key in keys or owning_set(key) in keys
 
 
 @dataclass
@@ -128,7 +120,7 @@ class Collector:
         if covered(self.hold, key):
             self.cost(cloud, price, price)
             return
-        declared = self.retire_as.get(key) or self.retire_as.get(set_of(key) or key)
+        declared = self.retire_as.get(key) or self.retire_as.get(owning_set(key) or key)
         if declared is None and is_protected(tags):
             self.protected.append(f"{where}: {reason}")
             self.cost(cloud, price, price)
