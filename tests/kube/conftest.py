@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from kube.kubeserver import KubeServer, namespace_body
+from kube.ophelp import Env, cleanup
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +32,16 @@ def namespace(kube: KubeServer, request: pytest.FixtureRequest) -> str:
     client.create("/api/v1/namespaces", namespace_body(name))
     client.close()
     return name
+
+
+@pytest.fixture
+def env(kube: KubeServer, namespace: str, tmp_path: Path) -> Iterator[Env]:
+    """A test's Env; its operators are stopped and its objects removed afterwards."""
+    e = Env(kube, namespace, tmp_path)
+    try:
+        yield e
+    finally:
+        for op in e.operators:
+            op.close()
+        cleanup(kube, namespace, [e.cloud])
+        e.admin.close()

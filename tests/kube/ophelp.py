@@ -15,13 +15,43 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kube.kubeserver import KubeServer, free_port
+from kube.kubeserver import KubeServer, free_port, vm_body
 from reconciler.operator.kube import KubeClient, NotFound, resource_path
 from reconciler.providers.sim.records import SimResource
 from reconciler.providers.sim.world import WORLD_DIR, SimWorld
 
 T = TypeVar("T")
 OPERATOR_NS = "reconciler-system"
+
+
+class Env:
+    """One test's world: its namespace, its sim Cloud and state, its operators."""
+
+    def __init__(self, kube: KubeServer, namespace: str, tmp: Path) -> None:
+        self.kube, self.ns, self.tmp = kube, namespace, tmp
+        self.cloud = f"sim-{namespace}"[:63]
+        self.state = tmp / "state"
+        self.admin: KubeClient = kube.admin_client()
+        self.operators: list[Operator] = []
+
+    def operator(self, *extra: str, identity: str = "") -> Operator:
+        op = Operator(self.kube, self.state, self.ns, *extra, identity=identity)
+        self.operators.append(op)
+        return op.start()
+
+    def basics(self, **cloud_spec: object) -> None:
+        create(self.admin, cloud_body(self.cloud, **cloud_spec))
+        create(self.admin, policy_body(self.ns))
+        create(self.admin, image_body(self.ns))
+
+    def vm(self, name: str, **spec: object) -> dict[str, object]:
+        return create(self.admin, vm_body(name, self.ns, **spec))
+
+    def vms(self) -> list[object]:
+        return sim_resources(self.state, self.cloud)
+
+    def path(self, name: str, kind: str = "VirtualMachine") -> str:
+        return resource_path(kind, self.ns, name)
 
 
 class Operator:

@@ -13,13 +13,13 @@ import pytest
 
 from kube.ophelp import (
     OPERATOR_NS,
+    Env,
     cond,
     events_for,
     get,
     wait_condition,
     wait_for,
 )
-from kube.test_operator_lifecycle import Env, env  # noqa: F401  (fixture)
 from reconciler.operator.kube import resource_path
 
 pytestmark = pytest.mark.timeout(240)
@@ -30,7 +30,7 @@ def _lease_holder(e: Env) -> str:
     return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
 
-def test_killed_mid_apply_resumes_without_duplicates(env: Env) -> None:  # noqa: F811
+def test_killed_mid_apply_resumes_without_duplicates(env: Env) -> None:
     env.basics(simulation={"latencyMs": 400})
     for i in range(6):
         env.vm(f"w{i}")
@@ -48,7 +48,7 @@ def test_killed_mid_apply_resumes_without_duplicates(env: Env) -> None:  # noqa:
     assert json.loads(journal["data"]["inflight.json"]) == {}
 
 
-def test_two_replicas_elect_one_leader_and_fail_over(env: Env) -> None:  # noqa: F811
+def test_two_replicas_elect_one_leader_and_fail_over(env: Env) -> None:
     env.basics()
     env.vm("ha0")
     a = env.operator(identity=f"a-{env.ns}"[:40])
@@ -72,7 +72,7 @@ def test_two_replicas_elect_one_leader_and_fail_over(env: Env) -> None:  # noqa:
     assert _lease_holder(env) == ""  # released on SIGTERM
 
 
-def test_credentials_come_from_a_secret_and_never_leak(env: Env) -> None:  # noqa: F811
+def test_credentials_come_from_a_secret_and_never_leak(env: Env) -> None:
     value = "s3cr3t-value-that-must-not-leak"
     env.basics(credentialsSecretRef={"name": f"creds-{env.ns}"[:60]})
     env.vm("c1")
@@ -104,7 +104,7 @@ def test_credentials_come_from_a_secret_and_never_leak(env: Env) -> None:  # noq
         env.admin.delete(resource_path("Secret", OPERATOR_NS, secret["metadata"]["name"]))
 
 
-def test_plan_cluster_shows_what_the_operator_would_do(env: Env) -> None:  # noqa: F811
+def test_plan_cluster_shows_what_the_operator_would_do(env: Env) -> None:
     env.basics()
     env.vm("pc1")
     env.vm("pc2", paused=True)
@@ -122,7 +122,7 @@ def test_plan_cluster_shows_what_the_operator_would_do(env: Env) -> None:  # noq
     assert env.vms() == []  # planning changes nothing
 
 
-def test_sigterm_finishes_the_action_in_flight_and_exits_0(env: Env) -> None:  # noqa: F811
+def test_sigterm_finishes_the_action_in_flight_and_exits_0(env: Env) -> None:
     env.basics(simulation={"latencyMs": 1500})
     for i in range(4):
         env.vm(f"t{i}")

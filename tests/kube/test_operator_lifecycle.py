@@ -3,69 +3,11 @@ pause, observe-only; status, Events and metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from kube.kubeserver import KubeServer, vm_body
-from kube.ophelp import (
-    Operator,
-    cleanup,
-    cloud_body,
-    cond,
-    create,
-    events_for,
-    get,
-    image_body,
-    policy_body,
-    sim_resources,
-    wait_condition,
-    wait_for,
-)
-from reconciler.operator.kube import KubeClient, resource_path
+from kube.ophelp import Env, cond, events_for, get, wait_condition, wait_for
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class Env:
-    def __init__(self, kube: KubeServer, namespace: str, tmp: Path) -> None:
-        self.kube, self.ns, self.tmp = kube, namespace, tmp
-        self.cloud = f"sim-{namespace}"[:63]
-        self.state = tmp / "state"
-        self.admin: KubeClient = kube.admin_client()
-        self.operators: list[Operator] = []
-
-    def operator(self, *extra: str, identity: str = "") -> Operator:
-        op = Operator(self.kube, self.state, self.ns, *extra, identity=identity)
-        self.operators.append(op)
-        return op.start()
-
-    def basics(self, **cloud_spec: object) -> None:
-        create(self.admin, cloud_body(self.cloud, **cloud_spec))
-        create(self.admin, policy_body(self.ns))
-        create(self.admin, image_body(self.ns))
-
-    def vm(self, name: str, **spec: object) -> dict[str, object]:
-        return create(self.admin, vm_body(name, self.ns, **spec))
-
-    def vms(self) -> list[object]:
-        return sim_resources(self.state, self.cloud)
-
-    def path(self, name: str, kind: str = "VirtualMachine") -> str:
-        return resource_path(kind, self.ns, name)
-
-
-@pytest.fixture
-def env(kube: KubeServer, namespace: str, tmp_path: Path) -> Iterator[Env]:
-    e = Env(kube, namespace, tmp_path)
-    try:
-        yield e
-    finally:
-        for op in e.operators:
-            op.close()
-        cleanup(kube, namespace, [e.cloud])
-        e.admin.close()
 
 
 def test_vm_is_placed_and_ready_with_status_events_and_metrics(env: Env) -> None:
