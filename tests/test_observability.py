@@ -29,7 +29,7 @@ def _get(url: str) -> tuple[int, str, str]:
 
 def test_metrics_render_names_and_labels() -> None:
     m = Metrics()
-    m.observe_reconcile(0.02)
+    m.observe_reconcile(0.02, "changed")
     m.count_action("VirtualMachine", "create", "ok")
     m.count_action("VirtualMachine", "create", "ok")
     m.count_action("Volume", "attach", "failed")
@@ -39,9 +39,9 @@ def test_metrics_render_names_and_labels() -> None:
     m.set_leader(True)
     m.count_error()
     text = m.render().decode()
-    assert 'reconciler_reconcile_duration_seconds_bucket{le="0.005"} 0.0' in text
-    assert 'reconciler_reconcile_duration_seconds_bucket{le="60.0"} 1.0' in text
-    assert "reconciler_reconcile_duration_seconds_count 1.0" in text
+    assert 'reconciler_reconcile_duration_seconds_bucket{le="0.005",scope="changed"} 0.0' in text
+    assert 'reconciler_reconcile_duration_seconds_bucket{le="60.0",scope="changed"} 1.0' in text
+    assert 'reconciler_reconcile_duration_seconds_count{scope="changed"} 1.0' in text
     assert (
         'reconciler_actions_total{action="create",kind="VirtualMachine",outcome="ok"} 2.0' in text
     )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 from planner_fixtures import SMALL, make_input, observed, vm_key
 
 from reconciler.manifest import load_objects
 from reconciler.model.keys import ResourceKey
+from reconciler.model.observed import CloudInventory, Inventory, ObservedVolume
 from reconciler.model.plan import ActionType
 from reconciler.operator.desired import build_desired
 from reconciler.operator.gating import Backoff, paused_filter, split_plan
 from reconciler.operator.informer import CachedObject
+from reconciler.operator.report import PassReport
 from reconciler.operator.status import merge_conditions
 from reconciler.planner import build_plan
 
@@ -116,3 +119,33 @@ def test_conditions_keep_their_transition_time_while_unchanged() -> None:
     flipped = merge_conditions(old, [{"type": "Ready", "status": "False"}], "t1")
     assert same[0]["lastTransitionTime"] == "t0"
     assert flipped[0]["lastTransitionTime"] == "t1"
+
+
+def test_report_index_is_never_read_half_built() -> None:
+    """Status writers share one PassReport across threads: a reader that arrives
+    while another thread builds the index must not see it half-filled (this made
+    one VM of 10k show Ready=False "not found" although it ran)."""
+    main = threading.current_thread()
+    building, read = threading.Event(), threading.Event()
+
+    class SlowInventory(Inventory):
+        def all_volumes(self) -> list[ObservedVolume]:
+            if threading.current_thread() is main:  # the first builder pauses mid-build
+                building.set()
+                read.wait(5)
+            return []
+
+    vms = tuple(observed(f"vm-{i}", SMALL, f"i-{i}") for i in range(3))
+    rep = PassReport(inventory=SlowInventory({"c": CloudInventory("c", vms)}))
+    found: list[int] = []
+
+    def reader() -> None:
+        building.wait(5)
+        found.append(len(rep.vms(vm_key("vm-2"))))
+        read.set()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert len(rep.vms(vm_key("vm-2"))) == 1
+    thread.join(5)
+    assert found == [1]

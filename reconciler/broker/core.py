@@ -20,7 +20,7 @@ from reconciler.broker.sticky import StickyResult, sticky_pass
 from reconciler.broker.storage import place_storage
 from reconciler.model.cloud import CloudInfo, Offer
 from reconciler.model.keys import ResourceKey
-from reconciler.model.observed import Inventory
+from reconciler.model.observed import Inventory, ObservedVM
 from reconciler.model.placement import (
     BrokerResult,
     Candidate,
@@ -53,9 +53,11 @@ def _prepare(
     offers: Mapping[str, Sequence[Offer]],
     inventory: Inventory,
     owner: str,
+    occupied: Sequence[ObservedVM] = (),
 ) -> _Prepared:
     world = World.build(desired, clouds, offers)
     pool = Pool.from_world(world)
+    pool.occupy(occupied)
     sticky = sticky_pass(world, pool, inventory, owner)
     grouper = Grouper(world)
     return _Prepared(world, pool, sticky, grouper.build(sticky.free), inventory, grouper)
@@ -147,14 +149,17 @@ def place(
     owner: str = "reconciler",
     *,
     time_limit: float = DEFAULT_TIME_LIMIT,
+    occupied: Sequence[ObservedVM] = (),
 ) -> BrokerResult:
     """Exact min-cost placement of every declared VM (and storage), explained.
 
     Running VMs stay put while allowed and fitting; the rest are assigned by HiGHS
     (scipy.optimize.milp), placing as many VMs as possible first and then at least cost.
+    ``occupied`` are VMs outside ``desired`` that keep running (the operator places a
+    few changed objects at a time): they use capacity and spread slots, nothing else.
     """
     start = time.perf_counter()
-    prep = _prepare(desired, clouds, offers, inventory, owner)
+    prep = _prepare(desired, clouds, offers, inventory, owner, occupied)
     results: dict[int, tuple[Counts, int]] = {}
     coupled = [gi for gi, g in enumerate(prep.groups) if g.coupled]
     for gi, group in enumerate(prep.groups):

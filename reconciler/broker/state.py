@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.model.cloud import CloudInfo, Offer
-from reconciler.model.keys import ResourceKey
+from reconciler.model.keys import ResourceKey, owning_set
+from reconciler.model.observed import ObservedVM
 from reconciler.model.specs import Capacity, DesiredState, PolicySpec
 
 
@@ -98,6 +99,14 @@ class Pool:
         for table, amount in ((self.vcpus, vcpus), (self.memory, memory), (self.instances, 1.0)):
             if cloud in table:
                 table[cloud] = max(0.0, table[cloud] - amount * count)
+
+    def occupy(self, running: Iterable[ObservedVM]) -> None:
+        """Account for VMs that keep running outside this placement: their capacity
+        and, for replicas of a set, their spread slot."""
+        for vm in running:
+            self.consume(vm.cloud, vm.vcpus, vm.memory_gib)
+            vm_set = owning_set(vm.key) if vm.key is not None else None
+            self.add_spread(vm_set, vm.cloud)
 
     def blocked(self, offer: Offer) -> str | None:
         """Why one more VM of ``offer`` does not fit, or None if it does."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler.model.errors import PermanentError
+from reconciler.model.observed import ObservedBucket, ObservedVM, ObservedVolume
 from reconciler.model.plan import Action, ActionType
 from reconciler.model.specs import PowerState
 from reconciler.providers.base import (
@@ -39,7 +40,10 @@ class Resolver:
         return found
 
 
-Call = Callable[[Provider, Action, Resolver], str | None]
+#: What a call returns: the provider's record of the resource it left (None when it
+#: is gone: delete, forget).
+Observed = ObservedVM | ObservedVolume | ObservedBucket
+Call = Callable[[Provider, Action, Resolver], Observed | None]
 
 
 def _vm_request(params: Mapping[str, Any]) -> VMRequest:
@@ -53,74 +57,74 @@ def _vm_request(params: Mapping[str, Any]) -> VMRequest:
     )
 
 
-def _vm_create(p: Provider, a: Action, r: Resolver) -> str | None:
-    return p.create_vm(_vm_request(a.params)).external_id
+def _vm_create(p: Provider, a: Action, r: Resolver) -> Observed | None:
+    return p.create_vm(_vm_request(a.params))
 
 
-def _vm_update(p: Provider, a: Action, r: Resolver) -> str | None:
+def _vm_update(p: Provider, a: Action, r: Resolver) -> Observed | None:
     tags = a.params.get("tags")
     update = VMUpdate(instance_type=a.params.get("instanceType"), tags=tags)
-    return p.update_vm(r.get(str(a.key), a.external_id), update).external_id
+    return p.update_vm(r.get(str(a.key), a.external_id), update)
 
 
-def _vm_power(p: Provider, a: Action, r: Resolver) -> str | None:
+def _vm_power(p: Provider, a: Action, r: Resolver) -> Observed | None:
     state = PowerState(a.params["powerState"])
-    return p.update_vm(r.get(str(a.key), a.external_id), VMUpdate(power_state=state)).external_id
+    return p.update_vm(r.get(str(a.key), a.external_id), VMUpdate(power_state=state))
 
 
-def _vm_delete(p: Provider, a: Action, r: Resolver) -> str | None:
+def _vm_delete(p: Provider, a: Action, r: Resolver) -> Observed | None:
     p.delete_vm(r.get(str(a.key), a.external_id))
     return None
 
 
-def _forget(p: Provider, a: Action, r: Resolver) -> str | None:
+def _forget(p: Provider, a: Action, r: Resolver) -> Observed | None:
     p.forget(r.get(str(a.key), a.external_id))
     return None
 
 
-def _volume_create(p: Provider, a: Action, r: Resolver) -> str | None:
+def _volume_create(p: Provider, a: Action, r: Resolver) -> Observed | None:
     req = VolumeRequest(
         name=a.params["name"],
         size_gib=int(a.params["sizeGiB"]),
         volume_class=a.params.get("class", "standard"),
         tags=dict(a.params["tags"]),
     )
-    return p.create_volume(req).external_id
+    return p.create_volume(req)
 
 
-def _volume_update(p: Provider, a: Action, r: Resolver) -> str | None:
+def _volume_update(p: Provider, a: Action, r: Resolver) -> Observed | None:
     vol = r.get(str(a.key), a.external_id)
-    return p.update_volume(vol, int(a.params["sizeGiB"]), None, False).external_id
+    return p.update_volume(vol, int(a.params["sizeGiB"]), None, False)
 
 
-def _volume_attach(p: Provider, a: Action, r: Resolver) -> str | None:
+def _volume_attach(p: Provider, a: Action, r: Resolver) -> Observed | None:
     vol = r.get(str(a.key), a.external_id)
     vm = r.get(a.params["vmKey"], a.params.get("vmExternalId"))
-    return p.update_volume(vol, None, vm, False).external_id
+    return p.update_volume(vol, None, vm, False)
 
 
-def _volume_detach(p: Provider, a: Action, r: Resolver) -> str | None:
-    return p.update_volume(r.get(str(a.key), a.external_id), None, None, True).external_id
+def _volume_detach(p: Provider, a: Action, r: Resolver) -> Observed | None:
+    return p.update_volume(r.get(str(a.key), a.external_id), None, None, True)
 
 
-def _volume_delete(p: Provider, a: Action, r: Resolver) -> str | None:
+def _volume_delete(p: Provider, a: Action, r: Resolver) -> Observed | None:
     p.delete_volume(r.get(str(a.key), a.external_id))
     return None
 
 
-def _bucket_create(p: Provider, a: Action, r: Resolver) -> str | None:
+def _bucket_create(p: Provider, a: Action, r: Resolver) -> Observed | None:
     req = BucketRequest(
         name=a.params["name"], versioning=bool(a.params["versioning"]), tags=dict(a.params["tags"])
     )
-    return p.create_bucket(req).external_id
+    return p.create_bucket(req)
 
 
-def _bucket_update(p: Provider, a: Action, r: Resolver) -> str | None:
+def _bucket_update(p: Provider, a: Action, r: Resolver) -> Observed | None:
     ext = r.get(str(a.key), a.external_id)
-    return p.update_bucket(ext, bool(a.params["versioning"])).external_id
+    return p.update_bucket(ext, bool(a.params["versioning"]))
 
 
-def _bucket_delete(p: Provider, a: Action, r: Resolver) -> str | None:
+def _bucket_delete(p: Provider, a: Action, r: Resolver) -> Observed | None:
     p.delete_bucket(r.get(str(a.key), a.external_id))
     return None
 

@@ -24,6 +24,7 @@ from reconciler.executor.runner import ActionEvent, ApplyResult, ExecOptions, ex
 from reconciler.executor.world import World, build_providers, observe
 from reconciler.model.errors import StalePlanError
 from reconciler.model.keys import ResourceKey
+from reconciler.model.observed import ObservedVM
 from reconciler.model.placement import BrokerResult
 from reconciler.model.plan import Plan
 from reconciler.model.specs import CloudSpec, DesiredState
@@ -94,10 +95,13 @@ def plan_world(
     refuse_protected: bool = True,
     hold: frozenset[ResourceKey] = frozenset(),
     retire_as: Mapping[ResourceKey, str] | None = None,
+    occupied: Sequence[ObservedVM] = (),
 ) -> Planned:
     """Place and plan against an observed ``world``. The keyword arguments are the
-    operator's (see PlanInput); the CLI leaves them at their defaults."""
-    result = place(desired, world.clouds, world.offers, world.inventory, owner=owner)
+    operator's (see PlanInput and broker.place); the CLI leaves them at their defaults."""
+    result = place(
+        desired, world.clouds, world.offers, world.inventory, owner=owner, occupied=occupied
+    )
     plan = build_plan(
         PlanInput(
             desired=desired,

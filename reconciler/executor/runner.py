@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from reconciler.executor.dispatch import Resolver, call_for
+from reconciler.executor.dispatch import Observed, Resolver, call_for
 from reconciler.executor.journal import JournalSink
 from reconciler.executor.retry import RetryPolicy, call_with_retry
 from reconciler.model.errors import ProviderError, TransientError
@@ -35,6 +35,8 @@ class ActionEvent:
     message: str = ""
     external_id: str | None = None
     seconds: float = 0.0
+    #: On "done": the provider's record of what the action left (None once deleted).
+    observed: Observed | None = None
 
 
 @dataclass
@@ -87,11 +89,11 @@ class _Run:
             self._on_event(event)
 
     def _provider_call(
-        self, action: Action, cloud: str, fn: Callable[[], str | None]
-    ) -> str | None:
+        self, action: Action, cloud: str, fn: Callable[[], Observed | None]
+    ) -> Observed | None:
         bucket = self.options.rate_limits.get(cloud)
 
-        def limited() -> str | None:
+        def limited() -> Observed | None:
             if bucket is not None:
                 bucket.acquire()
             return fn()
@@ -101,20 +103,21 @@ class _Run:
 
         return call_with_retry(limited, self.options.retry, on_retry=report)
 
-    def perform(self, action: Action) -> str | None:
+    def perform(self, action: Action) -> Observed | None:
         """Journal the intent, make the call(s), journal the outcome."""
         self.journal.intent(self.plan_id, action)
         try:
-            external_id = self._dispatch(action)
+            observed = self._dispatch(action)
         except Exception as exc:
             self.journal.outcome(self.plan_id, action, False, None, str(exc))
             raise
+        external_id = observed.external_id if observed is not None else None
         self.journal.outcome(self.plan_id, action, True, external_id)
         if external_id:
             self.resolver.record(str(action.key), external_id)
-        return external_id
+        return observed
 
-    def _dispatch(self, action: Action) -> str | None:
+    def _dispatch(self, action: Action) -> Observed | None:
         provider = self.providers[action.cloud]
         if action.type is ActionType.REPLACE:
             as_create = Action(
@@ -126,13 +129,13 @@ class _Run:
                 params=action.params,
             )
             create = call_for(as_create)
-            new_id = self._provider_call(
+            created = self._provider_call(
                 action, action.cloud, lambda: create(provider, as_create, self.resolver)
             )
             source = self.providers[str(action.params["fromCloud"])]
             old_id = str(action.params["fromExternalId"])
             self._provider_call(action, source.cloud.name, lambda: _delete_vm(source, old_id))
-            return new_id
+            return created
         call = call_for(action)
         return self._provider_call(
             action, action.cloud, lambda: call(provider, action, self.resolver)
@@ -155,7 +158,7 @@ class _Run:
                 ready.append(action)
         workers = max(1, self.options.parallelism)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            inflight: dict[Future[str | None], tuple[Action, float]] = {}
+            inflight: dict[Future[Observed | None], tuple[Action, float]] = {}
             while ready or inflight:
                 while ready and len(inflight) < workers:
                     action = ready.popleft()
@@ -195,9 +198,9 @@ class _Run:
         for child in children.get(action.id, []):
             self._skip(child, f"depends on {action.id}, which was skipped", children)
 
-    def _finish(self, action: Action, future: Future[str | None], seconds: float) -> bool:
+    def _finish(self, action: Action, future: Future[Observed | None], seconds: float) -> bool:
         try:
-            external_id = future.result()
+            observed = future.result()
         except ProviderError as exc:
             self.result.failed[action.id] = str(exc)
             self.emit(ActionEvent(action, "failed", str(exc), seconds=seconds))
@@ -208,7 +211,8 @@ class _Run:
             self.emit(ActionEvent(action, "failed", message, seconds=seconds))
             return False
         self.result.done.append(action.id)
-        self.emit(ActionEvent(action, "done", external_id=external_id, seconds=seconds))
+        external_id = observed.external_id if observed is not None else None
+        self.emit(ActionEvent(action, "done", "", external_id, seconds, observed))
         return True
 
 

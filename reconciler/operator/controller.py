@@ -1,10 +1,14 @@
 """The level-based reconcile loop: desired from the cache, actual from the clouds.
 
-Any change to any object marks the world dirty; after a short debounce one pass
-plans everything (placement is global: spread, capacity and prices couple objects)
-and carries out what may be carried out. A pass that acted, or left objects in
-backoff, requeues itself; a periodic resync catches drift and price changes. The
-loop is only driven while this replica leads.
+Every change marks its object dirty; after a short debounce one pass runs. A full
+pass observes every cloud and plans everything (placement is global: spread,
+capacity and prices couple objects). It runs first as leader, at every resync (for
+drift and prices), after a failed call, and whenever a change is not one a scoped
+pass can plan. Otherwise a scoped pass plans only the changed objects against the
+baseline (what the last full pass saw plus the results of our own calls), so a
+spec change does not wait for a whole-world pass. A pass that acted requeues the
+keys it acted on; objects in backoff are retried by the next full pass when due.
+The loop is only driven while this replica leads.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from reconciler.executor.engine import Settings, apply, now_iso, resolve_in_flig
 from reconciler.executor.runner import ActionEvent
 from reconciler.executor.world import World
 from reconciler.model.errors import ReconcilerError
-from reconciler.model.plan import Action, Plan
+from reconciler.model.keys import ResourceKey
+from reconciler.model.plan import Action, ActionType, Plan
+from reconciler.operator import memory
+from reconciler.operator.baseline import Baseline
 from reconciler.operator.clouds import CloudProviders
 from reconciler.operator.desired import ClusterDesired, SchemaMemo, build_desired
 from reconciler.operator.gating import Backoff, paused_filter, split_plan
@@ -29,11 +36,14 @@ from reconciler.operator.journal_store import ClusterJournal
 from reconciler.operator.observability import Metrics
 from reconciler.operator.planning import plan_cluster
 from reconciler.operator.report import PassReport
+from reconciler.operator.scoped import Scope, plan_scoped, scope_for
 from reconciler.operator.writeback import Writer, owner_of
 
 log = logging.getLogger(__name__)
 #: Status PATCHes in flight at once (the client's connection pool holds 16).
 STATUS_WRITERS = 8
+#: Actions that can free capacity, offer availability or spread slots.
+FREES = frozenset({ActionType.DELETE, ActionType.FORGET, ActionType.UPDATE, ActionType.REPLACE})
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,8 @@ class LoopOptions:
 
 
 class Controller:
-    """One reconcile pass at a time over the whole cache."""
+    """One reconcile pass at a time: a full pass over the whole cache, or a scoped
+    pass over the objects that changed since (see ``scoped``)."""
 
     def __init__(
         self,
@@ -67,26 +78,35 @@ class Controller:
         self.stop = stop
         self.backoff = Backoff()
         self.schema_memo = SchemaMemo()
+        self.baseline: Baseline | None = None
         self._wake = threading.Condition()
-        self._dirty = 0
+        self._dirty: set[ResourceKey] = set()
+        self._poked = False
         self._recovered = False
+        self._full_at = 0.0  # monotonic time the next full pass is due
+        self._waiting_for_room = False  # the last full pass left VMs unplaced
         self.last_pass = 0.0
 
     # -- triggering -----------------------------------------------------------------
-    def enqueue(self, _key: object = None) -> None:
-        """Called by informers on every change (never blocks)."""
+    def enqueue(self, key: ResourceKey | None = None) -> None:
+        """Called by informers on every change (never blocks); no key just wakes."""
         with self._wake:
-            self._dirty += 1
+            if key is None:
+                self._poked = True
+            else:
+                self._dirty.add(key)
             self._wake.notify()
 
-    def _wait_for_work(self, timeout: float) -> None:
+    def _wait_for_work(self, timeout: float) -> set[ResourceKey]:
+        """The keys changed meanwhile; empty when woken by time (a full pass is due)."""
         with self._wake:
-            if not self._dirty:
+            if not self._dirty and not self._poked:
                 self._wake.wait(timeout)
         self.stop.wait(self.options.debounce)  # let a burst of changes arrive
         with self._wake:
-            self.metrics.set_queue_depth(self._dirty)
-            self._dirty = 0
+            dirty, self._dirty, self._poked = self._dirty, set(), False
+        self.metrics.set_queue_depth(len(dirty))
+        return dirty
 
     def run(self, leading: threading.Event) -> None:
         """Reconcile while ``leading`` is set, until ``stop``."""
@@ -94,48 +114,99 @@ class Controller:
         while not self.stop.is_set():
             if not leading.is_set():
                 self._recovered = False
+                self.baseline = None
                 self.clouds.forget()
                 leading.wait(1.0)
                 continue
-            self._wait_for_work(delay)
+            dirty = self._wait_for_work(delay)
             if self.stop.is_set() or not leading.is_set():
                 continue
-            delay = self.reconcile_once()
+            delay = self.reconcile_once(dirty)
 
     # -- one pass -------------------------------------------------------------------
-    def reconcile_once(self) -> float:
-        """Plan, act and report once; return seconds until the next pass is due."""
+    def reconcile_once(self, dirty: set[ResourceKey] | None = None) -> float:
+        """Plan, act and report once; return seconds until the next pass is due.
+
+        With ``dirty`` keys, a recent trustworthy baseline and no full pass due, only
+        the changed objects are planned; otherwise everything is.
+        """
+        scope = self._scope(dirty or set())
+        if scope is not None:
+            due = self._scoped_pass(scope)
+            if due is not None:
+                return due
+        return self._full_pass()
+
+    def _scope(self, dirty: set[ResourceKey]) -> Scope | None:
+        base = self.baseline
+        if not dirty or base is None or not base.valid or time.monotonic() >= self._full_at:
+            return None
+        return scope_for(dirty, self.cache, base)
+
+    def _full_pass(self) -> float:
         started = time.monotonic()
         report = PassReport(observe_only=self.options.observe_only)
         objects = self.cache.objects()
-        acted = False
         if self.writer.add_finalizers(objects):
             return 0.0  # the watch delivers the updated objects; act on those
         cluster = build_desired(objects, self.schema_memo)
         report.invalid, report.paused = cluster.invalid, set(cluster.paused)
         report.blocked = dict(cluster.blocked)
+        acted = False
+        self.baseline = None
         try:
-            acted = self._plan_and_apply(cluster, report)
+            if not self._recovered:
+                self._recover(cluster)
+            plan, world = plan_cluster(
+                cluster, self.cache.objects("Cloud"), self.clouds, self.settings.owner, report
+            )
+            self.baseline = Baseline(world)
+            self._waiting_for_room = bool(report.result and report.result.unplaced)
+            acted = self._act(plan, world, cluster, report)
         except ReconcilerError as exc:
             report.plan_error = str(exc)
             self.metrics.count_error()
             log.warning("reconcile refused", extra={"error": str(exc)})
-        self._write_back(cluster, report)
-        self.metrics.observe_reconcile(time.monotonic() - started)
+        self._write_back(cluster, report, objects)
         self.metrics.set_objects(Counter(o.kind for o in objects))
-        self.last_pass = time.time()
-        if acted:
-            return 0.0
         due = self.backoff.next_due()
-        return min(self.options.resync, due) if due is not None else self.options.resync
+        self._full_at = time.monotonic() + min(self.options.resync, due or self.options.resync)
+        del cluster, report, objects
+        memory.trim()  # a full pass's working set is large and short-lived
+        return self._finish("full", started, acted)
 
-    def _plan_and_apply(self, cluster: ClusterDesired, report: PassReport) -> bool:
-        if not self._recovered:
-            self._recover(cluster)
-        plan, world = plan_cluster(
-            cluster, self.cache.objects("Cloud"), self.clouds, self.settings.owner, report
-        )
-        self.metrics.set_costs(_costs(report))
+    def _scoped_pass(self, scope: Scope) -> float | None:
+        """Plan and act on ``scope`` alone; None when a full pass is needed instead."""
+        started = time.monotonic()
+        assert self.baseline is not None
+        if self.writer.add_finalizers(scope.objects):
+            return max(0.0, self._full_at - time.monotonic())  # the watch wakes us
+        report = PassReport(observe_only=self.options.observe_only)
+        try:
+            planned = plan_scoped(scope, self.cache, self.baseline, self.settings.owner, report)
+        except ReconcilerError:
+            return None  # a full pass reports the error on every object it concerns
+        if planned is None:
+            return None
+        plan, world, cluster = planned
+        acted = self._act(plan, world, cluster, report)
+        if acted and self._waiting_for_room and any(a.type in FREES for a in plan.actions):
+            self._full_at = time.monotonic()  # freed room may fit what was left unplaced
+        self._write_back(cluster, report, scope.objects)
+        due = self.backoff.next_due()
+        if due is not None:
+            self._full_at = min(self._full_at, time.monotonic() + due)
+        return self._finish("changed", started, acted)
+
+    def _finish(self, scope: str, started: float, acted: bool) -> float:
+        if self.baseline is not None:
+            self.metrics.set_costs(self.baseline.cost_per_hour())
+        self.metrics.observe_reconcile(time.monotonic() - started, scope)
+        self.last_pass = time.time()
+        return 0.0 if acted else max(0.0, self._full_at - time.monotonic())
+
+    def _act(self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport) -> bool:
+        """Gate and carry out ``plan``; the keys acted on are re-checked next pass."""
         runnable, held = self._gate(plan, cluster)
         for action in held:
             report.pending[action.key].append(action)
@@ -144,6 +215,8 @@ class Controller:
         for action in runnable.actions:
             report.applying[action.key].append(action)
         self._apply(runnable, world, cluster, report)
+        with self._wake:
+            self._dirty.update(a.key for a in runnable.actions)
         return True
 
     def _gate(self, plan: Plan, cluster: ClusterDesired) -> tuple[Plan, list[Action]]:
@@ -163,44 +236,51 @@ class Controller:
         self.journal.clear()
         self._recovered = True
 
-    def _apply(self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport) -> None:
-        def on_event(event: ActionEvent) -> None:
-            action = event.action
-            if event.phase == "start":
-                log.info("action start", extra={"action": action.id, "key": str(action.key)})
-            if event.phase not in ("done", "failed", "skipped"):
-                return
-            outcome = {"done": "ok"}.get(event.phase, event.phase)
-            self.metrics.count_action(action.key.kind, action.type.value, outcome)
-            if event.phase == "failed":
-                report.failed[action.key] = event.message
-                delay = self.backoff.failed(action.key)
-                log.warning(
-                    "action failed",
-                    extra={"action": action.id, "error": event.message, "retry_in": delay},
-                )
-            elif event.phase == "done":
-                self.backoff.succeeded(action.key)
-                log.info("action done", extra={"action": action.id, "cloud": action.cloud})
-            owner = owner_of(self.cache, action.key)
-            if owner is not None and event.phase != "skipped":
-                self.writer.action_event(owner, action, event.phase == "done", event.message)
+    def _on_action(self, event: ActionEvent, report: PassReport) -> None:
+        action = event.action
+        if event.phase == "start":
+            log.info("action start", extra={"action": action.id, "key": str(action.key)})
+        if event.phase not in ("done", "failed", "skipped"):
+            return
+        outcome = {"done": "ok"}.get(event.phase, event.phase)
+        self.metrics.count_action(action.key.kind, action.type.value, outcome)
+        if event.phase == "failed":
+            if self.baseline is not None:
+                self.baseline.invalidate()  # the call's effect is unknown: observe again
+            report.failed[action.key] = event.message
+            delay = self.backoff.failed(action.key)
+            log.warning(
+                "action failed",
+                extra={"action": action.id, "error": event.message, "retry_in": delay},
+            )
+        elif event.phase == "done":
+            if self.baseline is not None:
+                self.baseline.record(action, event.observed)
+            self.backoff.succeeded(action.key)
+            log.info("action done", extra={"action": action.id, "cloud": action.cloud})
+        owner = owner_of(self.cache, action.key)
+        if owner is not None and event.phase != "skipped":
+            self.writer.action_event(owner, action, event.phase == "done", event.message)
 
+    def _apply(self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport) -> None:
         apply(
             plan,
             world,
             cluster.desired,
             self.settings,
-            on_event,
+            lambda event: self._on_action(event, report),
             journal=self.journal,
             stop=self.stop,
         )
 
-    def _write_back(self, cluster: ClusterDesired, report: PassReport) -> None:
-        """Status for every object (in parallel; stops early on SIGTERM), then the
-        finalizers of objects whose cloud resources are gone."""
+    def _write_back(
+        self, cluster: ClusterDesired, report: PassReport, objects: list[CachedObject]
+    ) -> None:
+        """Status of ``objects`` as cached now (in parallel; stops early on SIGTERM),
+        then the finalizers of objects whose cloud resources are gone."""
         now = now_iso()
-        live = [o for o in self.cache.objects() if o.key not in cluster.deleting]
+        current = (self.cache.get(o.key) for o in objects)
+        live = [o for o in current if o is not None and o.key not in cluster.deleting]
 
         def write(obj: CachedObject) -> None:
             if not self.stop.is_set():
@@ -213,13 +293,3 @@ class Controller:
         for key, obj in cluster.deleting.items():
             if not report.has_resources(key) and not report.applying.get(key):
                 self.writer.remove_finalizer(obj)
-
-
-def _costs(report: PassReport) -> dict[str, float]:
-    """$/h per cloud of what runs now."""
-    out: dict[str, float] = {name: 0.0 for name in report.clouds}
-    for vm in report.inventory.all_vms():
-        out[vm.cloud] = out.get(vm.cloud, 0.0) + vm.price_per_hour
-    for vol in report.inventory.all_volumes():
-        out[vol.cloud] = out.get(vol.cloud, 0.0) + vol.price_per_hour
-    return out

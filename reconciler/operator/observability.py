@@ -38,7 +38,9 @@ class Metrics:
         reg = self.registry
         self.reconcile_seconds = Histogram(
             "reconciler_reconcile_duration_seconds",
-            "Time one reconcile pass took (observe, plan, apply).",
+            "Time one reconcile pass took (observe, plan, apply), by scope: full (every "
+            "object, every cloud observed) or changed (only objects changed since).",
+            ["scope"],
             buckets=RECONCILE_BUCKETS,
             registry=reg,
         )
@@ -80,9 +82,9 @@ class Metrics:
         self._clouds: set[str] = set()
         self._kinds: set[str] = set()
 
-    def observe_reconcile(self, seconds: float) -> None:
+    def observe_reconcile(self, seconds: float, scope: str = "full") -> None:
         """Record one finished reconcile pass and stamp its end time."""
-        self.reconcile_seconds.observe(seconds)
+        self.reconcile_seconds.labels(scope=scope).observe(seconds)
         self.last_reconcile_timestamp.set(time.time())
 
     def count_error(self) -> None:

@@ -41,15 +41,21 @@ class PassReport:
     _by_key: dict[ResourceKey, list[Observed]] | None = None
 
     def _observed(self, key: ResourceKey) -> list[Observed]:
-        """Every observed VM, volume and bucket of ``key`` (indexed on first use)."""
-        if self._by_key is None:
-            self._by_key = defaultdict(list)
+        """Every observed VM, volume and bucket of ``key`` (indexed on first use).
+
+        Status writers call this from several threads: the index is published only
+        once complete (two threads may both build it; both results are equal).
+        """
+        index = self._by_key
+        if index is None:
+            index = defaultdict(list)
             inv = self.inventory
             items: list[Observed] = [*inv.all_vms(), *inv.all_volumes(), *inv.all_buckets()]
             for item in items:
                 if item.key is not None:
-                    self._by_key[item.key].append(item)
-        return self._by_key.get(key, [])
+                    index[item.key].append(item)
+            self._by_key = index
+        return index.get(key, [])
 
     def vms(self, key: ResourceKey) -> list[ObservedVM]:
         return [o for o in self._observed(key) if isinstance(o, ObservedVM)]

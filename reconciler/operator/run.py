@@ -21,6 +21,7 @@ from types import FrameType
 
 from reconciler.executor.engine import Settings
 from reconciler.model.keys import KINDS, ResourceKey
+from reconciler.operator import memory
 from reconciler.operator.clouds import CloudProviders
 from reconciler.operator.controller import Controller, LoopOptions
 from reconciler.operator.events import EventRecorder
@@ -96,6 +97,7 @@ class ChangeFilter:
 def run_operator(opts: OperatorOptions) -> int:
     """Run until SIGTERM/SIGINT (0) or until leadership is lost (1)."""
     setup_logging(opts.log_level, opts.log_format)
+    memory.limit_arenas()  # before any thread starts
     identity = opts.identity or default_identity()
     client = KubeClient(load_config(opts.kubeconfig, opts.context))
     stop, leading, lost = threading.Event(), threading.Event(), threading.Event()

@@ -1,0 +1,157 @@
+"""Planning only what changed: the objects of a few dirty keys, against the baseline.
+
+A full pass costs time in proportion to everything declared (about a second at 10k
+VMs on two cores, more with slow clouds); a spec change should not wait for that.
+When only workload objects changed, the controller plans just those, closed under
+what couples them in the planner:
+
+- a VirtualMachineSet with all its replicas (recorded and declared), and a VM that
+  looks like a replica with its set, so names and spread are checked together;
+- a VM with the Volumes it lists or that name it in ``attachTo``, and a Volume with
+  its VM (a volume follows its VM's placement);
+- every Cloud, BrokerPolicy and Image, which the objects refer to.
+
+Every other recorded VM keeps its capacity and spread slots (``occupied``). A change
+to any other kind, a VM under a budgeted policy (a budget sums every VM using the
+policy), or a scope larger than ``MAX_SCOPE`` needs a full pass instead.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.executor.engine import plan_world
+from reconciler.executor.world import World
+from reconciler.model.keys import ResourceKey, owning_set
+from reconciler.model.plan import Plan
+from reconciler.model.specs import DesiredState
+from reconciler.operator.baseline import Baseline
+from reconciler.operator.desired import ClusterDesired, build_desired
+from reconciler.operator.informer import Cache, CachedObject
+from reconciler.operator.report import PassReport
+
+#: Kinds a scoped pass can plan; a change to any other kind needs a full pass.
+SCOPED_KINDS = frozenset({"VirtualMachine", "VirtualMachineSet", "Volume", "Bucket"})
+#: Kinds every scoped pass reads whole (few objects; everything refers to them).
+SHARED_KINDS = ("Cloud", "BrokerPolicy", "Image")
+#: Beyond this many keys a full pass is as cheap and simpler to trust.
+MAX_SCOPE = 512
+
+
+@dataclass
+class Scope:
+    """The objects to plan together and every resource key their plan may touch."""
+
+    objects: list[CachedObject]
+    keys: set[ResourceKey]
+
+
+def _names(value: Any) -> list[str]:
+    """Volume names of a VM's ``spec.volumes`` (strings or ``{name: ...}`` items)."""
+    out = []
+    for item in value if isinstance(value, list) else []:
+        name = item.get("name") if isinstance(item, dict) else item
+        if isinstance(name, str):
+            out.append(name)
+    return out
+
+
+class _Links:
+    """VM <-> Volume links as declared in the cached objects (both directions)."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.of_vm: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.of_volume: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for vol in cache.objects("Volume"):
+            target = vol.spec.get("attachTo")
+            if isinstance(target, str):
+                self._link(vol.namespace, target, vol.name)
+        for vm in cache.objects("VirtualMachine"):
+            for name in _names(vm.spec.get("volumes")):
+                self._link(vm.namespace, vm.name, name)
+
+    def _link(self, ns: str, vm: str, volume: str) -> None:
+        self.of_vm[(ns, vm)].add(volume)
+        self.of_volume[(ns, volume)].add(vm)
+
+
+def _replicas(obj: CachedObject | None, key: ResourceKey, baseline: Baseline) -> set[ResourceKey]:
+    declared = obj.spec.get("replicas") if obj is not None else None
+    count = declared if isinstance(declared, int) and 0 <= declared <= MAX_SCOPE else 0
+    names = {ResourceKey("VirtualMachine", key.namespace, f"{key.name}-{i}") for i in range(count)}
+    return names | baseline.set_members(key)
+
+
+def scope_for(dirty: Iterable[ResourceKey], cache: Cache, baseline: Baseline) -> Scope | None:
+    """The closed scope of ``dirty``, or None when only a full pass will do."""
+    links: _Links | None = None
+    work, keys = deque(dirty), set[ResourceKey]()
+    while work:
+        key = work.popleft()
+        if key in keys:
+            continue
+        if key.kind not in SCOPED_KINDS or len(keys) >= MAX_SCOPE:
+            return None
+        keys.add(key)
+        obj = cache.get(key)
+        if key.kind == "VirtualMachineSet":
+            work.extend(_replicas(obj, key, baseline))
+            continue
+        if key.kind == "Bucket":
+            continue
+        links = links or _Links(cache)
+        ns = key.namespace
+        if key.kind == "VirtualMachine":
+            parent = owning_set(key)
+            if parent is not None and cache.get(parent) is not None:
+                work.append(parent)
+            work.extend(ResourceKey("Volume", ns, v) for v in links.of_vm.get((ns, key.name), ()))
+        else:
+            work.extend(
+                ResourceKey("VirtualMachine", ns, vm)
+                for vm in links.of_volume.get((ns, key.name), ())
+            )
+    objects = [obj for obj in map(cache.get, sorted(keys)) if obj is not None]
+    return Scope(objects, keys)
+
+
+def _budgeted(desired: DesiredState) -> bool:
+    """Whether a VM in scope uses a policy with a budget (budgets sum over all VMs)."""
+    for vm in desired.vms.values():
+        policy = desired.policy_for(vm.key.namespace, vm.policy_ref)
+        if policy is not None and policy.max_monthly_budget is not None:
+            return True
+    return False
+
+
+def plan_scoped(
+    scope: Scope, cache: Cache, baseline: Baseline, owner: str, report: PassReport
+) -> tuple[Plan, World, ClusterDesired] | None:
+    """Plan ``scope`` against the baseline; None when a full pass is needed instead.
+
+    Fills ``report`` like a full pass does, for the objects of the scope.
+    """
+    shared = [obj for kind in SHARED_KINDS for obj in cache.objects(kind)]
+    cluster = build_desired([*scope.objects, *shared])
+    desired = cluster.desired
+    if _budgeted(desired):
+        return None
+    keys = scope.keys | set(desired.vms) | set(desired.volumes) | set(desired.buckets)
+    world = World(baseline.providers, baseline.clouds, baseline.offers, baseline.inventory(keys))
+    report.inventory, report.clouds, report.offers = world.inventory, world.clouds, world.offers
+    report.invalid, report.paused = cluster.invalid, set(cluster.paused)
+    report.blocked = dict(cluster.blocked)
+    planned = plan_world(
+        desired,
+        world,
+        owner,
+        refuse_protected=False,
+        hold=cluster.hold,
+        retire_as=cluster.retire_as,
+        occupied=baseline.occupied(keys),
+    )
+    report.result = planned.result
+    return planned.plan, world, cluster
