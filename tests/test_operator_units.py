@@ -13,7 +13,7 @@ from reconciler.model.keys import ResourceKey
 from reconciler.model.observed import CloudInventory, Inventory, ObservedVolume
 from reconciler.model.plan import ActionType
 from reconciler.operator.desired import build_desired
-from reconciler.operator.gating import Backoff, paused_filter, split_plan
+from reconciler.operator.gating import Backoff, FullPassClock, paused_filter, split_plan
 from reconciler.operator.informer import CachedObject
 from reconciler.operator.report import PassReport
 from reconciler.operator.status import merge_conditions
@@ -149,3 +149,25 @@ def test_report_index_is_never_read_half_built() -> None:
     assert len(rep.vms(vm_key("vm-2"))) == 1
     thread.join(5)
     assert found == [1]
+
+
+def test_full_pass_clock_bounds_how_long_a_due_pass_gives_way() -> None:
+    now = [100.0]
+    clock = FullPassClock(max_postpone=30.0, clock=lambda: now[0])
+    assert clock.due()  # nothing observed yet: the first pass is full
+    clock.finished(resync=60.0, backoff_due=None)
+    assert not clock.due() and clock.seconds_left() == 60.0
+    clock.finished(resync=60.0, backoff_due=5.0)
+    assert clock.seconds_left() == 5.0
+    now[0] = 106.0
+    assert clock.due() and clock.may_postpone()
+    clock.postpone()
+    now[0] = 130.0
+    assert clock.due() and clock.may_postpone()  # 24 s of giving way so far
+    now[0] = 136.5
+    assert not clock.may_postpone()  # past 30 s: the full pass must run now
+    clock.planned()
+    assert clock.may_postpone()
+    clock.finished(resync=60.0, backoff_due=None)
+    clock.due_within(0.0)
+    assert clock.due()

@@ -96,12 +96,15 @@ def plan_world(
     hold: frozenset[ResourceKey] = frozenset(),
     retire_as: Mapping[ResourceKey, str] | None = None,
     occupied: Sequence[ObservedVM] = (),
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> Planned:
     """Place and plan against an observed ``world``. The keyword arguments are the
-    operator's (see PlanInput and broker.place); the CLI leaves them at their defaults."""
+    operator's (see PlanInput and broker.place; ``checkpoint`` runs between placing
+    and planning and may raise to abandon the work); the CLI leaves them alone."""
     result = place(
         desired, world.clouds, world.offers, world.inventory, owner=owner, occupied=occupied
     )
+    checkpoint()
     plan = build_plan(
         PlanInput(
             desired=desired,

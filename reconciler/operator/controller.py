@@ -30,7 +30,7 @@ from reconciler.operator import memory
 from reconciler.operator.baseline import Baseline
 from reconciler.operator.clouds import CloudProviders
 from reconciler.operator.desired import ClusterDesired, SchemaMemo, build_desired
-from reconciler.operator.gating import Backoff, paused_filter, split_plan
+from reconciler.operator.gating import Backoff, FullPassClock, paused_filter, split_plan
 from reconciler.operator.informer import Cache, CachedObject
 from reconciler.operator.journal_store import ClusterJournal
 from reconciler.operator.observability import Metrics
@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 STATUS_WRITERS = 8
 #: Actions that can free capacity, offer availability or spread slots.
 FREES = frozenset({ActionType.DELETE, ActionType.FORGET, ActionType.UPDATE, ActionType.REPLACE})
+
+
+class Preempted(Exception):
+    """A full pass gave way, before acting, to changes that arrived while it planned."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class Controller:
         self._dirty: set[ResourceKey] = set()
         self._poked = False
         self._recovered = False
-        self._full_at = 0.0  # monotonic time the next full pass is due
+        self.full = FullPassClock()
         self._waiting_for_room = False  # the last full pass left VMs unplaced
         self.last_pass = 0.0
 
@@ -139,9 +143,25 @@ class Controller:
 
     def _scope(self, dirty: set[ResourceKey]) -> Scope | None:
         base = self.baseline
-        if not dirty or base is None or not base.valid or time.monotonic() >= self._full_at:
+        if not dirty or base is None or not base.valid:
+            return None
+        if self.full.due() and not self.full.may_postpone():
             return None
         return scope_for(dirty, self.cache, base)
+
+    def _checkpoint(self) -> None:
+        """Between the steps of a full pass: give way to changes a scoped pass can
+        plan now (the full pass runs right after; see FullPassClock)."""
+        base = self.baseline
+        with self._wake:
+            dirty = set(self._dirty)
+        if not dirty or base is None or not base.valid or not self.full.may_postpone():
+            return
+        if scope_for(dirty, self.cache, base) is None:
+            return
+        self.full.postpone()
+        log.debug("full pass gives way", extra={"changed": len(dirty)})
+        raise Preempted
 
     def _full_pass(self) -> float:
         started = time.monotonic()
@@ -153,24 +173,34 @@ class Controller:
         report.invalid, report.paused = cluster.invalid, set(cluster.paused)
         report.blocked = dict(cluster.blocked)
         acted = False
-        self.baseline = None
         try:
             if not self._recovered:
                 self._recover(cluster)
+            self._checkpoint()
             plan, world = plan_cluster(
-                cluster, self.cache.objects("Cloud"), self.clouds, self.settings.owner, report
+                cluster,
+                self.cache.objects("Cloud"),
+                self.clouds,
+                self.settings.owner,
+                report,
+                self._checkpoint,
             )
+            self._checkpoint()
             self.baseline = Baseline(world)
+            self.full.planned()
             self._waiting_for_room = bool(report.result and report.result.unplaced)
             acted = self._act(plan, world, cluster, report)
+        except Preempted:
+            return 0.0
         except ReconcilerError as exc:
+            self.baseline = None
             report.plan_error = str(exc)
             self.metrics.count_error()
             log.warning("reconcile refused", extra={"error": str(exc)})
         self._write_back(cluster, report, objects)
         self.metrics.set_objects(Counter(o.kind for o in objects))
         due = self.backoff.next_due()
-        self._full_at = time.monotonic() + min(self.options.resync, due or self.options.resync)
+        self.full.finished(self.options.resync, due)
         del cluster, report, objects
         memory.trim()  # a full pass's working set is large and short-lived
         return self._finish("full", started, acted)
@@ -180,7 +210,7 @@ class Controller:
         started = time.monotonic()
         assert self.baseline is not None
         if self.writer.add_finalizers(scope.objects):
-            return max(0.0, self._full_at - time.monotonic())  # the watch wakes us
+            return self.full.seconds_left()  # the watch wakes us
         report = PassReport(observe_only=self.options.observe_only)
         try:
             planned = plan_scoped(scope, self.cache, self.baseline, self.settings.owner, report)
@@ -191,11 +221,11 @@ class Controller:
         plan, world, cluster = planned
         acted = self._act(plan, world, cluster, report)
         if acted and self._waiting_for_room and any(a.type in FREES for a in plan.actions):
-            self._full_at = time.monotonic()  # freed room may fit what was left unplaced
+            self.full.due_within(0.0)  # freed room may fit what was left unplaced
         self._write_back(cluster, report, scope.objects)
         due = self.backoff.next_due()
         if due is not None:
-            self._full_at = min(self._full_at, time.monotonic() + due)
+            self.full.due_within(due)
         return self._finish("changed", started, acted)
 
     def _finish(self, scope: str, started: float, acted: bool) -> float:
@@ -203,7 +233,7 @@ class Controller:
             self.metrics.set_costs(self.baseline.cost_per_hour())
         self.metrics.observe_reconcile(time.monotonic() - started, scope)
         self.last_pass = time.time()
-        return 0.0 if acted else max(0.0, self._full_at - time.monotonic())
+        return 0.0 if acted else self.full.seconds_left()
 
     def _act(self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport) -> bool:
         """Gate and carry out ``plan``; the keys acted on are re-checked next pass."""
@@ -276,18 +306,26 @@ class Controller:
     def _write_back(
         self, cluster: ClusterDesired, report: PassReport, objects: list[CachedObject]
     ) -> None:
-        """Status of ``objects`` as cached now (in parallel; stops early on SIGTERM),
-        then the finalizers of objects whose cloud resources are gone."""
+        """Status of ``objects`` as cached now (computed here, written in parallel;
+        stops early on SIGTERM), then the finalizers of objects whose cloud resources
+        are gone."""
         now = now_iso()
         current = (self.cache.get(o.key) for o in objects)
         live = [o for o in current if o is not None and o.key not in cluster.deleting]
 
-        def write(obj: CachedObject) -> None:
-            if not self.stop.is_set():
-                self.writer.write_status(obj, report, now)
+        updates = []
+        for obj in live:
+            status = self.writer.status_update(obj, report, now)
+            if status is not None:
+                updates.append((obj, status))
 
-        with ThreadPoolExecutor(max_workers=STATUS_WRITERS) as pool:
-            list(pool.map(write, live))
+        def write(update: tuple[CachedObject, dict[str, object]]) -> None:
+            if not self.stop.is_set():
+                self.writer.patch_status(*update)
+
+        if updates:
+            with ThreadPoolExecutor(max_workers=STATUS_WRITERS) as pool:
+                list(pool.map(write, updates))
         if report.plan_error or not report.clouds or self.stop.is_set():
             return  # without a full observation, never conclude that resources are gone
         for key, obj in cluster.deleting.items():

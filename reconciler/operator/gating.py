@@ -64,3 +64,45 @@ class Backoff:
         now = self.clock()
         due = [at - now for _, at in self._failures.values() if at > now]
         return max(0.0, min(due)) if due else None
+
+
+@dataclass
+class FullPassClock:
+    """When the next full pass is due, and how long a due one has given way.
+
+    A full pass is due at resync, when an object's backoff ends, or at once (room
+    freed for unplaced VMs, a pass that gave way). A due pass may give way to changed
+    objects for at most ``max_postpone`` seconds, so a stream of changes delays drift
+    detection by that much at most.
+    """
+
+    max_postpone: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    due_at: float = 0.0
+    _postponed_since: float | None = None
+
+    def due(self) -> bool:
+        return self.clock() >= self.due_at
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.due_at - self.clock())
+
+    def due_within(self, seconds: float) -> None:
+        self.due_at = min(self.due_at, self.clock() + seconds)
+
+    def may_postpone(self) -> bool:
+        since = self._postponed_since
+        return since is None or self.clock() - since < self.max_postpone
+
+    def postpone(self) -> None:
+        """A due pass gave way; it stays due."""
+        if self._postponed_since is None:
+            self._postponed_since = self.clock()
+        self.due_within(0.0)
+
+    def planned(self) -> None:
+        """A full pass got through planning: no longer postponed."""
+        self._postponed_since = None
+
+    def finished(self, resync: float, backoff_due: float | None) -> None:
+        self.due_at = self.clock() + min(resync, backoff_due or resync)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from reconciler.executor.engine import plan_world
 from reconciler.executor.world import World, observe
 from reconciler.model.errors import PlanError
@@ -35,11 +37,13 @@ def plan_cluster(
     clouds: CloudProviders,
     owner: str,
     report: PassReport,
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> tuple[Plan, World]:
     """Credentials, observe, place and plan; fills ``report`` with what was seen.
 
     Raises PlanError when a cloud cannot be used or observed (nothing may change
     then: an unobservable cloud's VMs would look missing) or a budget is exceeded.
+    ``checkpoint`` runs between the steps; it may raise to abandon the pass.
     """
     desired = cluster.desired
     creds, errors = clouds.credentials(desired.clouds)
@@ -50,6 +54,7 @@ def plan_cluster(
             + "\n  - ".join(f"{name}: {why}" for name, why in sorted(errors.items()))
         )
     world = observe(clouds.providers(desired.clouds, creds))
+    checkpoint()
     report.inventory, report.clouds, report.offers = world.inventory, world.clouds, world.offers
     block_cloud_deletion(cloud_objects, cluster, report)
     planned = plan_world(
@@ -59,6 +64,7 @@ def plan_cluster(
         refuse_protected=False,
         hold=cluster.hold,
         retire_as=cluster.retire_as,
+        checkpoint=checkpoint,
     )
     report.result = planned.result
     return planned.plan, world

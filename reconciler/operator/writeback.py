@@ -93,17 +93,24 @@ class Writer:
             log.warning("cannot update finalizers", extra={"key": str(obj.key), "error": str(exc)})
             return False
 
-    def write_status(self, obj: CachedObject, rep: PassReport, now: str) -> bool:
-        """Patch the status subresource when the computed status differs (VMs whose
-        inputs did not change since the last pass are not even recomputed)."""
+    def status_update(
+        self, obj: CachedObject, rep: PassReport, now: str
+    ) -> dict[str, object] | None:
+        """The status to write for ``obj``, or None when the stored one is current
+        (VMs whose inputs did not change since the last pass are not even recomputed).
+        Pure computation: the controller runs it on its own thread."""
         signature = vm_signature(obj, rep) if obj.kind == "VirtualMachine" else None
         if signature is not None and self._signatures.get(obj.key) == signature:
-            return False
+            return None
         status = desired_status(obj, rep, now)
         if status == obj.status:
             if signature is not None:
                 self._signatures[obj.key] = signature
-            return False
+            return None
+        return status
+
+    def patch_status(self, obj: CachedObject, status: dict[str, object]) -> bool:
+        """Write ``status`` (and a Warning Event when Synced enters a warning reason)."""
         self._warn_on_transition(obj, status)
         try:
             self.client.merge_patch(_path(obj, "status"), {"status": status})
