@@ -14,7 +14,7 @@ from reconciler.model.observed import CloudInventory, Inventory, ObservedVolume
 from reconciler.model.plan import ActionType
 from reconciler.operator.desired import build_desired
 from reconciler.operator.gating import Backoff, FullPassClock, paused_filter, split_plan
-from reconciler.operator.informer import CachedObject
+from reconciler.operator.informer import CachedObject, status_digest
 from reconciler.operator.report import PassReport
 from reconciler.operator.status import merge_conditions
 from reconciler.planner import build_plan
@@ -171,3 +171,22 @@ def test_full_pass_clock_bounds_how_long_a_due_pass_gives_way() -> None:
     clock.finished(resync=60.0, backoff_due=None)
     clock.due_within(0.0)
     assert clock.due()
+
+
+def test_cached_status_keeps_conditions_and_a_digest_of_the_rest() -> None:
+    status = {
+        "observedGeneration": 2,
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "placement": {"cloud": "a", "pricePerHour": 0.0},
+        "candidates": [{"cloud": "a", "offer": "t3.small", "pricePerHour": 0.02}],
+    }
+    raw = {"metadata": {"name": "x", "namespace": "n"}, "spec": {}, "status": status}
+    obj = CachedObject.from_raw("VirtualMachine", raw)
+    assert obj.status == {"conditions": [{"type": "Ready", "status": "True"}]}
+    as_server_wrote_it = {
+        **status,
+        "observedGeneration": 2.0,
+        "placement": {"cloud": "a", "pricePerHour": 0},
+    }
+    assert obj.status_digest == status_digest(as_server_wrote_it)
+    assert obj.status_digest != status_digest({**status, "observedGeneration": 3})

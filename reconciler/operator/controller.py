@@ -320,8 +320,8 @@ class Controller:
                 updates.append((obj, status))
 
         def write(update: tuple[CachedObject, dict[str, object]]) -> None:
-            if not self.stop.is_set():
-                self.writer.patch_status(*update)
+            if not self.stop.is_set() and self.writer.patch_status(*update):
+                self.metrics.count_status_write()
 
         if updates:
             with ThreadPoolExecutor(max_workers=STATUS_WRITERS) as pool:

@@ -8,6 +8,8 @@ objects (no managedFields, no last-applied annotation) because memory matters at
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import sys
@@ -20,7 +22,14 @@ from typing import Any
 from reconciler.model.keys import CLUSTER_SCOPED, ResourceKey
 from reconciler.operator.kube import Gone, KubeClient, KubeError, WatchStream, resource_path
 
-__all__ = ["Cache", "CachedObject", "Informer", "start_informers", "wait_synced"]
+__all__ = [
+    "Cache",
+    "CachedObject",
+    "Informer",
+    "start_informers",
+    "status_digest",
+    "wait_synced",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +52,11 @@ class CachedObject:
     finalizers: tuple[str, ...]
     deletion_timestamp: str | None
     spec: dict[str, Any]
+    #: Only the conditions (their transition times and reasons carry over); the rest of
+    #: the stored status (placement, up to 12 candidates per VM) is kept as a digest,
+    #: enough to tell whether a computed status differs, at a fraction of the memory.
     status: dict[str, Any]
+    status_digest: bytes = b""
 
     @property
     def key(self) -> ResourceKey:
@@ -71,11 +84,34 @@ class CachedObject:
             finalizers=tuple(meta.get("finalizers") or ()),
             deletion_timestamp=meta.get("deletionTimestamp"),
             spec=_compact(raw.get("spec") or {}),
-            status=_compact(raw.get("status") or {}),
+            status=_compact(_conditions_only(raw.get("status") or {})),
+            status_digest=status_digest(raw.get("status") or {}),
         )
 
 
 _SHORT = 24
+
+
+def _conditions_only(status: dict[str, Any]) -> dict[str, Any]:
+    conditions = status.get("conditions")
+    return {"conditions": conditions} if isinstance(conditions, list) else {}
+
+
+def _numbers_as_floats(value: Any) -> Any:
+    """JSON numbers as floats, so 1 and 1.0 digest alike (servers may rewrite either)."""
+    if isinstance(value, dict):
+        return {k: _numbers_as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_floats(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def status_digest(status: Any) -> bytes:
+    """A short digest of a status as JSON; equal statuses give equal digests."""
+    text = json.dumps(_numbers_as_floats(status), sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=12).digest()
 
 
 def _compact(value: Any) -> Any:

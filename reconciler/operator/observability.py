@@ -78,6 +78,11 @@ class Metrics:
             "Reconcile passes that ended in an error.",
             registry=reg,
         )
+        self.status_writes_total = Counter(
+            "reconciler_status_writes_total",
+            "Status PATCHes sent (a converged cluster sends none).",
+            registry=reg,
+        )
         self._lock = threading.Lock()
         self._clouds: set[str] = set()
         self._kinds: set[str] = set()
@@ -86,6 +91,9 @@ class Metrics:
         """Record one finished reconcile pass and stamp its end time."""
         self.reconcile_seconds.labels(scope=scope).observe(seconds)
         self.last_reconcile_timestamp.set(time.time())
+
+    def count_status_write(self) -> None:
+        self.status_writes_total.inc()
 
     def count_error(self) -> None:
         self.reconcile_errors_total.inc()

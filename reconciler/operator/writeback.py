@@ -14,7 +14,7 @@ from reconciler.model.keys import ResourceKey, owning_set
 from reconciler.model.plan import Action, ActionType
 from reconciler.operator.desired import FINALIZED_KINDS, FINALIZER
 from reconciler.operator.events import EventRecorder, ObjectRef
-from reconciler.operator.informer import Cache, CachedObject
+from reconciler.operator.informer import Cache, CachedObject, status_digest
 from reconciler.operator.kube import Conflict, KubeClient, KubeError, NotFound, resource_path
 from reconciler.operator.report import PassReport
 from reconciler.operator.status import desired_status, vm_signature
@@ -103,7 +103,7 @@ class Writer:
         if signature is not None and self._signatures.get(obj.key) == signature:
             return None
         status = desired_status(obj, rep, now)
-        if status == obj.status:
+        if status_digest(status) == obj.status_digest:
             if signature is not None:
                 self._signatures[obj.key] = signature
             return None

@@ -128,3 +128,18 @@ def test_changes_take_scoped_passes_and_drift_is_fixed_by_the_next_full_pass(env
         world.close()
     wait_for(lambda: len(env.vms()) == 2 and gone.id not in {v.id for v in env.vms()}, 30,
              "b created again by a full pass")  # fmt: skip
+
+
+def test_a_converged_cluster_costs_no_status_writes(env: Env) -> None:
+    """Stored statuses are compared by digest (the cache keeps only conditions): the
+    server's copy must digest like the computed one, or every pass would rewrite it."""
+    env.basics()
+    env.vm("quiet")
+    op = env.operator()
+    wait_condition(env.admin, "VirtualMachine", env.ns, "quiet", "Ready", "True")
+    full = "reconciler_reconcile_duration_seconds_count"
+    wait_for(lambda: op.metric(full, scope="full") >= 2, 20, "a resync")
+    writes = op.metric("reconciler_status_writes_total")
+    passes = op.metric(full, scope="full")
+    wait_for(lambda: op.metric(full, scope="full") >= passes + 2, 20, "two more resyncs")
+    assert op.metric("reconciler_status_writes_total") == writes
