@@ -16,7 +16,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
-    RECONCILER_STATE=/var/lib/reconciler
+    RECONCILER_STATE=/var/lib/reconciler \
+    PYTHONMALLOC=malloc \
+    MALLOC_ARENA_MAX=2
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels reconciler \
  && groupadd --gid 65532 reconciler \

@@ -45,6 +45,8 @@ from kube.ophelp import (  # noqa: E402
 from reconciler.operator.kube import KubeClient, resource_path  # noqa: E402
 
 NS, CLOUD = "bench", "bench-sim"
+#: The allocator settings of the image and manifests/deployment.yaml (docs/operator.md).
+DEPLOYED_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}
 Rows = list[tuple[str, str, str]]
 
 
@@ -115,7 +117,7 @@ def start_operator(kube: KubeServer, state: Path, tag: str) -> tuple[Operator, f
     log = op.log_path.open("ab")
     began = time.monotonic()
     op.proc = subprocess.Popen(
-        op.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        op.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **DEPLOYED_ENV}
     )
     log.close()
     return op, began

@@ -190,3 +190,10 @@ def test_cached_status_keeps_conditions_and_a_digest_of_the_rest() -> None:
     }
     assert obj.status_digest == status_digest(as_server_wrote_it)
     assert obj.status_digest != status_digest({**status, "observedGeneration": 3})
+
+
+def test_allocator_controls_work_on_this_libc() -> None:
+    from reconciler.operator import memory
+
+    assert memory.limit_arenas(2) is True  # glibc on the machines we run on
+    assert isinstance(memory.trim(), bool)

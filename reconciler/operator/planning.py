@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from reconciler.executor.engine import plan_world
 from reconciler.executor.world import World, observe
 from reconciler.model.errors import PlanError
+from reconciler.model.observed import ObservedVM
 from reconciler.model.plan import Plan
 from reconciler.operator.clouds import CloudProviders
 from reconciler.operator.desired import ClusterDesired
@@ -57,14 +58,30 @@ def plan_cluster(
     checkpoint()
     report.inventory, report.clouds, report.offers = world.inventory, world.clouds, world.offers
     block_cloud_deletion(cloud_objects, cluster, report)
+    return plan_for_operator(cluster, world, owner, report, checkpoint=checkpoint), world
+
+
+def plan_for_operator(
+    cluster: ClusterDesired,
+    world: World,
+    owner: str,
+    report: PassReport,
+    *,
+    occupied: Sequence[ObservedVM] = (),
+    checkpoint: Callable[[], None] = lambda: None,
+) -> Plan:
+    """Place and plan with the operator's rules: protected resources are kept with a
+    warning (never a refused plan), invalid objects are held, deletions follow the
+    object's current spec. Sets ``report.result``."""
     planned = plan_world(
-        desired,
+        cluster.desired,
         world,
         owner,
         refuse_protected=False,
         hold=cluster.hold,
         retire_as=cluster.retire_as,
+        occupied=occupied,
         checkpoint=checkpoint,
     )
     report.result = planned.result
-    return planned.plan, world
+    return planned.plan

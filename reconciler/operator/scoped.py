@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.executor.engine import plan_world
 from reconciler.executor.world import World
 from reconciler.model.keys import ResourceKey, owning_set
 from reconciler.model.plan import Plan
@@ -31,6 +30,7 @@ from reconciler.model.specs import DesiredState
 from reconciler.operator.baseline import Baseline
 from reconciler.operator.desired import ClusterDesired, build_desired
 from reconciler.operator.informer import Cache, CachedObject
+from reconciler.operator.planning import plan_for_operator
 from reconciler.operator.report import PassReport
 
 #: Kinds a scoped pass can plan; a change to any other kind needs a full pass.
@@ -144,14 +144,5 @@ def plan_scoped(
     report.inventory, report.clouds, report.offers = world.inventory, world.clouds, world.offers
     report.invalid, report.paused = cluster.invalid, set(cluster.paused)
     report.blocked = dict(cluster.blocked)
-    planned = plan_world(
-        desired,
-        world,
-        owner,
-        refuse_protected=False,
-        hold=cluster.hold,
-        retire_as=cluster.retire_as,
-        occupied=baseline.occupied(keys),
-    )
-    report.result = planned.result
-    return planned.plan, world, cluster
+    plan = plan_for_operator(cluster, world, owner, report, occupied=baseline.occupied(keys))
+    return plan, world, cluster
