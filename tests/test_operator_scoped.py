@@ -97,10 +97,9 @@ class Rig:
     def scoped(self, baseline: Baseline, *dirty: ResourceKey) -> tuple[Plan, PassReport]:
         scope = scope_for(dirty, self.cache, baseline)
         assert scope is not None
-        report = PassReport()
-        planned = plan_scoped(scope, self.cache, baseline, "reconciler", report)
+        planned = plan_scoped(scope, self.cache, baseline, "reconciler")
         assert planned is not None
-        return planned[0], report
+        return planned[0], planned[3]
 
 
 def summary(actions: tuple[Action, ...]) -> list[tuple[str, str, str, object]]:
@@ -192,7 +191,7 @@ def test_a_budgeted_policy_needs_a_full_pass(tmp_path: Path) -> None:
     )
     scope = scope_for([ResourceKey("VirtualMachine", NS, "a")], rig.cache, baseline)
     assert scope is not None
-    assert plan_scoped(scope, rig.cache, baseline, "reconciler", PassReport()) is None
+    assert plan_scoped(scope, rig.cache, baseline, "reconciler") is None
 
 
 @pytest.mark.parametrize("phase", ["delete", "replace"])

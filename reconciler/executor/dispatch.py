@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler.model.errors import PermanentError
-from reconciler.model.observed import ObservedBucket, ObservedVM, ObservedVolume
+from reconciler.model.observed import Observed
 from reconciler.model.plan import Action, ActionType
 from reconciler.model.specs import PowerState
 from reconciler.providers.base import (
@@ -42,7 +42,6 @@ class Resolver:
 
 #: What a call returns: the provider's record of the resource it left (None when it
 #: is gone: delete, forget).
-Observed = ObservedVM | ObservedVolume | ObservedBucket
 Call = Callable[[Provider, Action, Resolver], Observed | None]
 
 

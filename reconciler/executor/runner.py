@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from reconciler.executor.dispatch import Observed, Resolver, call_for
+from reconciler.executor.dispatch import Resolver, call_for
 from reconciler.executor.journal import JournalSink
 from reconciler.executor.retry import RetryPolicy, call_with_retry
 from reconciler.model.errors import ProviderError, TransientError
+from reconciler.model.observed import Observed
 from reconciler.model.plan import Action, ActionType, Plan
 from reconciler.providers.base import Provider
 from reconciler.providers.ratelimit import TokenBucket

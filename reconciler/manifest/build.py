@@ -6,7 +6,7 @@ from typing import Any
 
 from reconciler.manifest.reader import Document
 from reconciler.manifest.xref import Index
-from reconciler.model.keys import ResourceKey
+from reconciler.model.keys import ResourceKey, replica_key
 from reconciler.model.specs import (
     BucketSpec,
     Capacity,
@@ -252,8 +252,7 @@ def _vm_set(
     labels = dict((template.get("metadata") or {}).get("labels") or {})
     base = vm_spec(key, template["spec"], source, labels, owner=key)
     for i in range(int(spec["replicas"])):
-        name = f"{key.name}-{i}"
-        rkey = ResourceKey("VirtualMachine", key.namespace, name)
+        rkey = replica_key(key, i)
         vms[rkey] = vm_spec(rkey, template["spec"], source, labels, owner=key)
     return VMSetSpec(
         key=key,

@@ -57,6 +57,11 @@ class ResourceKey:
         raise ValueError(f"not a resource key (expected Kind/namespace/name): {text!r}")
 
 
+def replica_key(vm_set: ResourceKey, index: int) -> ResourceKey:
+    """The key of a set's replica ``<set>-<i>`` (the inverse of ``owning_set``)."""
+    return ResourceKey("VirtualMachine", vm_set.namespace, f"{vm_set.name}-{index}")
+
+
 def owning_set(key: ResourceKey) -> ResourceKey | None:
     """The VirtualMachineSet a replica key ``<set>-<i>`` would belong to, if any."""
     prefix, dash, index = key.name.rpartition("-")

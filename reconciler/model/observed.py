@@ -33,7 +33,7 @@ def _observed_fields(type_name: str) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls) if f.init)
 
 
-def _row(record: ObservedVM | ObservedVolume | ObservedBucket) -> str:
+def _row(record: Observed) -> str:
     """A canonical text of one observed record (tags sorted) for fingerprints."""
     kind = type(record).__name__
     values = []
@@ -94,6 +94,10 @@ class ObservedBucket:
         object.__setattr__(self, "key", _key_from_tags(self.tags))
 
 
+#: Any observed managed resource.
+Observed = ObservedVM | ObservedVolume | ObservedBucket
+
+
 @dataclass(frozen=True)
 class CloudInventory:
     """Managed resources in one cloud (only those carrying this owner's tag)."""
@@ -119,12 +123,16 @@ class Inventory:
     def all_buckets(self) -> list[ObservedBucket]:
         return [b for inv in self.clouds.values() for b in inv.buckets]
 
+    def records(self) -> list[Observed]:
+        """Every VM, volume and bucket, in that order."""
+        return [*self.all_vms(), *self.all_volumes(), *self.all_buckets()]
+
     def fingerprint(self) -> str:
         """A digest of everything observed; a saved plan is stale when it differs."""
         digest = hashlib.sha256()
         for name in sorted(self.clouds):
             inv = self.clouds[name]
-            records: list[ObservedVM | ObservedVolume | ObservedBucket] = [
+            records: list[Observed] = [
                 *inv.vms,
                 *inv.volumes,
                 *inv.buckets,

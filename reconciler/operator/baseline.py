@@ -16,12 +16,12 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 
-from reconciler.executor.dispatch import Observed
 from reconciler.executor.world import World
 from reconciler.model.keys import ResourceKey, owning_set
 from reconciler.model.observed import (
     CloudInventory,
     Inventory,
+    Observed,
     ObservedBucket,
     ObservedVM,
     ObservedVolume,
@@ -42,9 +42,7 @@ class Baseline:
         self.valid = True
         self._by_key: dict[ResourceKey, tuple[Observed, ...]] = {}
         self._unkeyed: list[Observed] = []
-        inv = world.inventory
-        records: list[Observed] = [*inv.all_vms(), *inv.all_volumes(), *inv.all_buckets()]
-        for record in records:
+        for record in world.inventory.records():
             if record.key is None:
                 self._unkeyed.append(record)
             else:

@@ -152,12 +152,9 @@ class Controller:
     def _checkpoint(self) -> None:
         """Between the steps of a full pass: give way to changes a scoped pass can
         plan now (the full pass runs right after; see FullPassClock)."""
-        base = self.baseline
         with self._wake:
             dirty = set(self._dirty)
-        if not dirty or base is None or not base.valid or not self.full.may_postpone():
-            return
-        if scope_for(dirty, self.cache, base) is None:
+        if not self.full.may_postpone() or self._scope(dirty) is None:
             return
         self.full.postpone()
         log.debug("full pass gives way", extra={"changed": len(dirty)})
@@ -165,13 +162,11 @@ class Controller:
 
     def _full_pass(self) -> float:
         started = time.monotonic()
-        report = PassReport(observe_only=self.options.observe_only)
         objects = self.cache.objects()
         if self.writer.add_finalizers(objects):
             return 0.0  # the watch delivers the updated objects; act on those
         cluster = build_desired(objects, self.schema_memo)
-        report.invalid, report.paused = cluster.invalid, set(cluster.paused)
-        report.blocked = dict(cluster.blocked)
+        report = PassReport.for_cluster(cluster, self.options.observe_only)
         acted = False
         try:
             if not self._recovered:
@@ -211,14 +206,14 @@ class Controller:
         assert self.baseline is not None
         if self.writer.add_finalizers(scope.objects):
             return self.full.seconds_left()  # the watch wakes us
-        report = PassReport(observe_only=self.options.observe_only)
         try:
-            planned = plan_scoped(scope, self.cache, self.baseline, self.settings.owner, report)
+            planned = plan_scoped(scope, self.cache, self.baseline, self.settings.owner)
         except ReconcilerError:
             return None  # a full pass reports the error on every object it concerns
         if planned is None:
             return None
-        plan, world, cluster = planned
+        plan, world, cluster, report = planned
+        report.observe_only = self.options.observe_only
         acted = self._act(plan, world, cluster, report)
         if acted and self._waiting_for_room and any(a.type in FREES for a in plan.actions):
             self.full.due_within(0.0)  # freed room may fit what was left unplaced

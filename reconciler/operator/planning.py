@@ -56,7 +56,7 @@ def plan_cluster(
         )
     world = observe(clouds.providers(desired.clouds, creds))
     checkpoint()
-    report.inventory, report.clouds, report.offers = world.inventory, world.clouds, world.offers
+    report.saw(world)
     block_cloud_deletion(cloud_objects, cluster, report)
     return plan_for_operator(cluster, world, owner, report, checkpoint=checkpoint), world
 

@@ -46,8 +46,7 @@ def plan_from_cluster(
     try:
         objects = list_objects(client)
         cluster = build_desired(objects)
-        report = PassReport()
-        report.blocked = dict(cluster.blocked)
+        report = PassReport.for_cluster(cluster)
         clouds = CloudProviders(client, namespace, settings.context)
         cloud_objects = [o for o in objects if o.kind == "Cloud"]
         plan, _ = plan_cluster(cluster, cloud_objects, clouds, settings.owner, report)

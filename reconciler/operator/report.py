@@ -6,14 +6,20 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.executor.world import World
 from reconciler.model.cloud import CloudInfo, Offer
 from reconciler.model.errors import Diagnostic
 from reconciler.model.keys import ResourceKey, owning_set
-from reconciler.model.observed import Inventory, ObservedBucket, ObservedVM, ObservedVolume
+from reconciler.model.observed import (
+    Inventory,
+    Observed,
+    ObservedBucket,
+    ObservedVM,
+    ObservedVolume,
+)
 from reconciler.model.placement import BrokerResult
 from reconciler.model.plan import Action
-
-Observed = ObservedVM | ObservedVolume | ObservedBucket
+from reconciler.operator.desired import ClusterDesired
 
 
 @dataclass
@@ -40,6 +46,20 @@ class PassReport:
     observe_only: bool = False
     _by_key: dict[ResourceKey, list[Observed]] | None = None
 
+    @classmethod
+    def for_cluster(cls, cluster: ClusterDesired, observe_only: bool = False) -> PassReport:
+        """A report that starts with what the desired state said per object."""
+        return cls(
+            invalid=cluster.invalid,
+            paused=set(cluster.paused),
+            blocked=dict(cluster.blocked),
+            observe_only=observe_only,
+        )
+
+    def saw(self, world: World) -> None:
+        """Record what the clouds reported (or, in a scoped pass, the baseline holds)."""
+        self.inventory, self.clouds, self.offers = world.inventory, world.clouds, world.offers
+
     def _observed(self, key: ResourceKey) -> list[Observed]:
         """Every observed VM, volume and bucket of ``key`` (indexed on first use).
 
@@ -49,9 +69,7 @@ class PassReport:
         index = self._by_key
         if index is None:
             index = defaultdict(list)
-            inv = self.inventory
-            items: list[Observed] = [*inv.all_vms(), *inv.all_volumes(), *inv.all_buckets()]
-            for item in items:
+            for item in self.inventory.records():
                 if item.key is not None:
                     index[item.key].append(item)
             self._by_key = index

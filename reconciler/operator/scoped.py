@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from reconciler.executor.world import World
-from reconciler.model.keys import ResourceKey, owning_set
+from reconciler.model.keys import ResourceKey, owning_set, replica_key
 from reconciler.model.plan import Plan
 from reconciler.model.specs import DesiredState
 from reconciler.operator.baseline import Baseline
@@ -49,16 +48,6 @@ class Scope:
     keys: set[ResourceKey]
 
 
-def _names(value: Any) -> list[str]:
-    """Volume names of a VM's ``spec.volumes`` (strings or ``{name: ...}`` items)."""
-    out = []
-    for item in value if isinstance(value, list) else []:
-        name = item.get("name") if isinstance(item, dict) else item
-        if isinstance(name, str):
-            out.append(name)
-    return out
-
-
 class _Links:
     """VM <-> Volume links as declared in the cached objects (both directions)."""
 
@@ -70,8 +59,10 @@ class _Links:
             if isinstance(target, str):
                 self._link(vol.namespace, target, vol.name)
         for vm in cache.objects("VirtualMachine"):
-            for name in _names(vm.spec.get("volumes")):
-                self._link(vm.namespace, vm.name, name)
+            volumes = vm.spec.get("volumes")
+            for name in volumes if isinstance(volumes, list) else ():
+                if isinstance(name, str):  # the schema's items are names
+                    self._link(vm.namespace, vm.name, name)
 
     def _link(self, ns: str, vm: str, volume: str) -> None:
         self.of_vm[(ns, vm)].add(volume)
@@ -81,8 +72,7 @@ class _Links:
 def _replicas(obj: CachedObject | None, key: ResourceKey, baseline: Baseline) -> set[ResourceKey]:
     declared = obj.spec.get("replicas") if obj is not None else None
     count = declared if isinstance(declared, int) and 0 <= declared <= MAX_SCOPE else 0
-    names = {ResourceKey("VirtualMachine", key.namespace, f"{key.name}-{i}") for i in range(count)}
-    return names | baseline.set_members(key)
+    return {replica_key(key, i) for i in range(count)} | baseline.set_members(key)
 
 
 def scope_for(dirty: Iterable[ResourceKey], cache: Cache, baseline: Baseline) -> Scope | None:
@@ -128,11 +118,11 @@ def _budgeted(desired: DesiredState) -> bool:
 
 
 def plan_scoped(
-    scope: Scope, cache: Cache, baseline: Baseline, owner: str, report: PassReport
-) -> tuple[Plan, World, ClusterDesired] | None:
+    scope: Scope, cache: Cache, baseline: Baseline, owner: str
+) -> tuple[Plan, World, ClusterDesired, PassReport] | None:
     """Plan ``scope`` against the baseline; None when a full pass is needed instead.
 
-    Fills ``report`` like a full pass does, for the objects of the scope.
+    The report is filled like a full pass's, for the objects of the scope.
     """
     shared = [obj for kind in SHARED_KINDS for obj in cache.objects(kind)]
     cluster = build_desired([*scope.objects, *shared])
@@ -141,8 +131,7 @@ def plan_scoped(
         return None
     keys = scope.keys | set(desired.vms) | set(desired.volumes) | set(desired.buckets)
     world = World(baseline.providers, baseline.clouds, baseline.offers, baseline.inventory(keys))
-    report.inventory, report.clouds, report.offers = world.inventory, world.clouds, world.offers
-    report.invalid, report.paused = cluster.invalid, set(cluster.paused)
-    report.blocked = dict(cluster.blocked)
+    report = PassReport.for_cluster(cluster)
+    report.saw(world)
     plan = plan_for_operator(cluster, world, owner, report, occupied=baseline.occupied(keys))
-    return plan, world, cluster
+    return plan, world, cluster, report

@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from reconciler.model.cloud import CloudInfo, Offer
-from reconciler.model.observed import CloudInventory, ObservedBucket, ObservedVM, ObservedVolume
+from reconciler.model.observed import (
+    CloudInventory,
+    Observed,
+    ObservedBucket,
+    ObservedVM,
+    ObservedVolume,
+)
 from reconciler.model.specs import CloudSpec, PowerState
 
 
@@ -109,7 +115,7 @@ class Provider(ABC):
         """One managed VM by id, or None if absent. Never mutates."""
 
     @abstractmethod
-    def find_by_uid(self, uid: str) -> ObservedVM | ObservedVolume | ObservedBucket | None:
+    def find_by_uid(self, uid: str) -> Observed | None:
         """The managed resource carrying ``reconciler.dev/uid == uid``, if any."""
 
     @abstractmethod

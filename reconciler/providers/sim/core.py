@@ -7,15 +7,13 @@ from collections.abc import Mapping
 from reconciler.model.cloud import Capability, Offer
 from reconciler.model.errors import CapacityError, PermanentError
 from reconciler.model.keys import HOURS_PER_MONTH, TAG_OWNER, TAG_UID
-from reconciler.model.observed import ObservedBucket, ObservedVM, ObservedVolume
+from reconciler.model.observed import Observed, ObservedBucket, ObservedVM, ObservedVolume
 from reconciler.model.specs import CloudSpec, PowerState, Simulation
 from reconciler.providers.base import Provider, ProviderContext
 from reconciler.providers.catalog import build_offers, catalog_for, inline_source
 from reconciler.providers.sim.chaos import Chaos
 from reconciler.providers.sim.records import BUCKET, VM, VOLUME, SimResource, bucket_key
 from reconciler.providers.sim.world import SimWorld, get_world
-
-Observed = ObservedVM | ObservedVolume | ObservedBucket
 
 
 def parse_capabilities(cloud: CloudSpec) -> frozenset[Capability]:

@@ -12,7 +12,13 @@ from dataclasses import replace
 from reconciler.model.cloud import Capability, CloudInfo, Offer
 from reconciler.model.errors import PermanentError
 from reconciler.model.keys import GROUP, TAG_OWNER
-from reconciler.model.observed import CloudInventory, ObservedBucket, ObservedVM, ObservedVolume
+from reconciler.model.observed import (
+    CloudInventory,
+    Observed,
+    ObservedBucket,
+    ObservedVM,
+    ObservedVolume,
+)
 from reconciler.model.specs import Capacity, PowerState
 from reconciler.providers.base import VMRequest, VMUpdate
 from reconciler.providers.sim.records import BUCKET, VM, VOLUME, SimResource, bucket_key
@@ -113,7 +119,7 @@ class SimProvider(SimStorage):
         self.chaos.leave("list", fault)
         return result
 
-    def find_by_uid(self, uid: str) -> ObservedVM | ObservedVolume | ObservedBucket | None:
+    def find_by_uid(self, uid: str) -> Observed | None:
         fault = self.chaos.enter("list")
         with self.world.reading():
             rec = self.world.by_uid(self.cloud.name, uid)
