@@ -9,7 +9,8 @@ DEMO_STATE ?= .reconciler-demo
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml scripts/install-cloud-backends.sh
+	bash scripts/install-cloud-backends.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -62,9 +62,9 @@ def vm_request(
 
 
 def test_registry() -> None:
-    assert provider_names() == ["sim"]
-    with pytest.raises(PermanentError, match="provider 'aws' has no driver") as err:
-        build_provider(CloudSpec("a", "aws"), ProviderContext())
+    assert "sim" in provider_names()
+    with pytest.raises(PermanentError, match="unknown provider 'nope'") as err:
+        build_provider(CloudSpec("a", "nope"), ProviderContext())
     assert err.value.reason == "NoDriver"
 
 

@@ -17,6 +17,7 @@ from reconciler.model.specs import (
     FaultInjection,
     ImageSpec,
     LabelRequirement,
+    ObjectStorage,
     OfferSpec,
     PolicySpec,
     PowerState,
@@ -45,6 +46,12 @@ def _opt_int(raw: Raw, field: str) -> int | None:
     return None if value is None else int(value)
 
 
+def _object_storage(raw: Raw | None) -> ObjectStorage | None:
+    if raw is None:
+        return None
+    return ObjectStorage(endpoint=raw["endpoint"], region=raw.get("region", "us-east-1"))
+
+
 def _cloud(key: ResourceKey, doc: Document, source: Source) -> CloudSpec:
     spec: Raw = doc.data["spec"]
     ref = spec.get("credentialsSecretRef")
@@ -67,6 +74,9 @@ def _cloud(key: ResourceKey, doc: Document, source: Source) -> CloudSpec:
         provider=spec["provider"],
         region=spec.get("region", ""),
         endpoint=spec.get("endpoint", ""),
+        hosts=tuple(spec.get("hosts") or ()),
+        settings={k: str(v) for k, v in (spec.get("settings") or {}).items()},
+        object_storage=_object_storage(spec.get("objectStorage")),
         labels=dict(doc.data["metadata"].get("labels") or {}),
         credentials_secret_ref=SecretRef(ref["name"], ref.get("namespace", "")) if ref else None,
         capacity=Capacity(

@@ -111,13 +111,30 @@ class SecretRef:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectStorage:
+    """An S3-compatible object store serving a cloud's buckets (private clouds: SeaweedFS,
+    MinIO, Ceph RGW). Credentials come from the Cloud's Secret."""
+
+    endpoint: str
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True, slots=True)
 class CloudSpec:
-    """One account/endpoint of one provider. Labels come from metadata.labels."""
+    """One account/endpoint of one provider. Labels come from metadata.labels.
+
+    ``hosts`` are hypervisor URIs (libvirt); ``settings`` are provider-specific
+    non-secret options (e.g. Azure subscriptionId and resourceGroup, OpenStack
+    project), validated by the driver; ``object_storage`` adds an S3-compatible store.
+    """
 
     name: str
     provider: str
     region: str = ""
     endpoint: str = ""
+    hosts: tuple[str, ...] = ()
+    settings: Mapping[str, str] = field(default_factory=dict)
+    object_storage: ObjectStorage | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     credentials_secret_ref: SecretRef | None = None
     capacity: Capacity | None = None
