@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -107,6 +108,24 @@ def kubectl_seconds(kube: KubeServer) -> float:
         )  # fmt: skip
         times.append(time.monotonic() - began)
     return statistics.median(times)
+
+
+def memory_top(op: Operator) -> list[str]:
+    """SIGUSR1 makes a traced operator log its top allocation sites; collect them."""
+    assert op.proc is not None
+    mark = op.log_path.stat().st_size
+    op.proc.send_signal(signal.SIGUSR1)
+    lines: list[str] = []
+
+    def logged() -> bool:
+        with op.log_path.open("rb") as fh:
+            fh.seek(mark)
+            found = [ln.decode() for ln in fh if b"allocated at" in ln or b"traced memory" in ln]
+        lines[:] = found
+        return len(found) >= 26
+
+    wait_for(logged, 300, "tracemalloc top", 1.0)
+    return lines
 
 
 def start_operator(kube: KubeServer, state: Path, tag: str) -> tuple[Operator, float]:
@@ -243,6 +262,8 @@ def bench_operator(
         res["converged_ready"] = time.monotonic() - began
         time.sleep(2)
         res["rss_converged"] = rss_kib(op.proc.pid)
+        if "PYTHONTRACEMALLOC" in DEPLOYED_ENV:
+            res["memory_top"] = memory_top(op)
         before = pass_seconds(op)
         res["latency"] = patch_latencies(client, res, operator_call_finder(op))
         after = pass_seconds(op)
@@ -417,7 +438,15 @@ def main() -> int:
     parser.add_argument("--no-kopf", action="store_true", help="skip the kopf peer")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="run the operator under tracemalloc and log where its memory is at convergence "
+        "(RSS numbers then include tracemalloc's own overhead)",
+    )
     args = parser.parse_args()
+    if args.trace_memory:
+        DEPLOYED_ENV["PYTHONTRACEMALLOC"] = "1"
     work = Path(tempfile.mkdtemp(prefix="operator-bench-"))
     began = time.monotonic()
     res = run(args.vms, args.patches, not args.no_kopf, work)
@@ -427,6 +456,8 @@ def main() -> int:
         args.json.write_text(json.dumps(res, indent=1))
     print(f"Machine: {machine()}; whole run {res['total_seconds']:.0f} s; work dir {work}\n")
     print(report(res))
+    for line in res.get("memory_top", ()):
+        print(line.rstrip())
     if not args.keep:
         subprocess.run(["rm", "-rf", str(work)], check=False)
     return 0

@@ -42,6 +42,9 @@ from reconciler.operator.writeback import Writer, owner_of
 log = logging.getLogger(__name__)
 #: Status PATCHes in flight at once (the client's connection pool holds 16).
 STATUS_WRITERS = 8
+#: After a pass, once this long passes with nothing to do, free heap pages go back to
+#: the kernel (the watch events that follow a burst of status writes are garbage too).
+IDLE_TRIM_SECONDS = 1.0
 #: Actions that can free capacity, offer availability or spread slots.
 FREES = frozenset({ActionType.DELETE, ActionType.FORGET, ActionType.UPDATE, ActionType.REPLACE})
 
@@ -102,15 +105,25 @@ class Controller:
             self._wake.notify()
 
     def _wait_for_work(self, timeout: float) -> set[ResourceKey]:
-        """The keys changed meanwhile; empty when woken by time (a full pass is due)."""
-        with self._wake:
-            if not self._dirty and not self._poked:
-                self._wake.wait(timeout)
+        """The keys changed meanwhile; empty when woken by time (a full pass is due).
+
+        The first idle second after a pass ends with ``memory.trim()``."""
+        if timeout > IDLE_TRIM_SECONDS and self._idle(IDLE_TRIM_SECONDS):
+            memory.trim()
+            timeout -= IDLE_TRIM_SECONDS
+        self._idle(timeout)
         self.stop.wait(self.options.debounce)  # let a burst of changes arrive
         with self._wake:
             dirty, self._dirty, self._poked = self._dirty, set(), False
         self.metrics.set_queue_depth(len(dirty))
         return dirty
+
+    def _idle(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for work; True if none came."""
+        with self._wake:
+            if not self._dirty and not self._poked:
+                self._wake.wait(seconds)
+            return not self._dirty and not self._poked
 
     def run(self, leading: threading.Event) -> None:
         """Reconcile while ``leading`` is set, until ``stop``."""
