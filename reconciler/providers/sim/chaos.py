@@ -9,6 +9,10 @@ An injected TransientError comes in two kinds, chosen at random with equal odds:
 performed and acknowledged by the world, but the caller gets an error). The second is
 what makes idempotent create-by-uid necessary: the executor's retry must find the
 resource instead of making a second one.
+
+Tests can also arm one deterministic, one-shot fault with ``Chaos.inject_next`` (the
+provider conformance suite does): the wire errors a real cloud returns (429, 503, 400,
+401, quota) and the lost response, each on exactly the next call.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import threading
 import time
 from enum import Enum
 
-from reconciler.model.errors import PermanentError, TransientError
+from reconciler.model.errors import CapacityError, PermanentError, ProviderError, TransientError
 from reconciler.model.specs import CloudSpec, Simulation
 from reconciler.providers.sim.world import SimWorld
 
 OPERATIONS = ("list", "create", "update", "delete")
 DEFAULT_FAULT_OPERATIONS = ("create", "update", "delete")
+#: One-shot faults ``Chaos.inject_next`` can arm.
+INJECTABLE_FAULTS = ("lost_response", "throttle", "unavailable", "bad_request", "auth", "capacity")
 
 
 class Fault(Enum):
@@ -46,6 +52,45 @@ class Chaos:
         self.operations = frozenset(faults.operations or DEFAULT_FAULT_OPERATIONS)
         self._rng = random.Random(f"{faults.seed}:{cloud.name}")
         self._rng_lock = threading.Lock()
+        self._armed: list[tuple[str, str | None]] = []
+
+    def inject_next(self, fault: str, operation: str | None = None) -> None:
+        """Arm a one-shot ``fault`` (one of INJECTABLE_FAULTS) for the next call of
+        ``operation`` (any simulated API call if None). "lost_response" lets a mutation
+        take effect and then raises TransientError; the others raise before any effect."""
+        if fault not in INJECTABLE_FAULTS or (
+            operation is not None and operation not in OPERATIONS
+        ):
+            raise ValueError(f"cannot inject {fault!r} into {operation!r}")
+        with self._rng_lock:
+            self._armed.append((fault, operation))
+
+    def clear_injected(self) -> None:
+        """Disarm every one-shot fault that has not fired yet."""
+        with self._rng_lock:
+            self._armed.clear()
+
+    def _take_armed(self, operation: str) -> str:
+        """The first armed fault matching ``operation`` (removed), or ""."""
+        with self._rng_lock:
+            for index, (fault, target) in enumerate(self._armed):
+                if target is None or target == operation:
+                    del self._armed[index]
+                    return fault
+        return ""
+
+    def _injected_error(self, fault: str, operation: str) -> ProviderError:
+        """The error a real cloud's wire shape of ``fault`` maps to."""
+        where = f"injected fault in {operation}"
+        if fault == "throttle":
+            return TransientError(f"{where}: HTTP 429 Too Many Requests", self.cloud, 0.01)
+        if fault in ("unavailable", "lost_response"):
+            return TransientError(f"{where}: HTTP 503 Service Unavailable", self.cloud, 0.01)
+        if fault == "bad_request":
+            return PermanentError(f"{where}: HTTP 400 Bad Request", self.cloud, "BadRequest")
+        if fault == "auth":
+            return PermanentError(f"{where}: HTTP 401 Unauthorized", self.cloud, "Unauthorized")
+        return CapacityError(f"{where}: quota exceeded", self.cloud)
 
     def _throttle(self) -> None:
         rate = self.sim.server_rate_limit
@@ -80,6 +125,11 @@ class Chaos:
         if self.sim.latency_ms > 0:
             time.sleep(self.sim.latency_ms / 1000.0)
         self._throttle()
+        armed = self._take_armed(operation)
+        if armed == "lost_response" and operation != "list":
+            return Fault.LOST_RESPONSE
+        if armed:
+            raise self._injected_error(armed, operation)
         kind, lost = self._roll(operation)
         if kind == "permanent":
             raise PermanentError(
