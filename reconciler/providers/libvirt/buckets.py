@@ -1,0 +1,76 @@
+"""Buckets of a libvirt cloud: served by its S3-compatible ``spec.objectStorage``
+(SeaweedFS, MinIO, Ceph RGW) through the shared S3BucketStore. Without object storage
+the cloud declares no BUCKETS capability and bucket calls are refused as Unsupported.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from reconciler.model.errors import PermanentError
+from reconciler.model.observed import ObservedBucket
+from reconciler.providers.base import BucketRequest
+from reconciler.providers.libvirt.volumes import LibvirtVolumes
+
+if TYPE_CHECKING:
+    from reconciler.providers.s3store import S3BucketStore
+
+
+class LibvirtBuckets(LibvirtVolumes):
+    """Bucket operations, delegated to S3BucketStore (imported lazily)."""
+
+    _store: S3BucketStore | None = None
+    _store_lock = threading.Lock()
+
+    @property
+    def object_per_gib_month(self) -> float:
+        declared = self.cloud.pricing.object_storage_per_gib_month
+        if declared is not None:
+            return declared
+        return self.catalog.object_storage_per_gib_month if self.catalog else 0.0
+
+    def _buckets(self) -> S3BucketStore:
+        storage = self.cloud.object_storage
+        if storage is None:
+            raise PermanentError(
+                f"Cloud {self.cloud.name} has no spec.objectStorage, so it has no buckets",
+                cloud=self.cloud.name,
+                reason="Unsupported",
+            )
+        with self._store_lock:
+            if self._store is None:
+                from reconciler.providers.s3store import S3BucketStore
+
+                self._store = S3BucketStore.connect(
+                    self.cloud,
+                    self.context.owner,
+                    storage.endpoint,
+                    storage.region,
+                    self.context.credentials,
+                    self.object_per_gib_month,
+                )
+            return self._store
+
+    def _list_buckets(self) -> tuple[ObservedBucket, ...]:
+        if self.cloud.object_storage is None:
+            return ()
+        return tuple(self._buckets().list_managed())
+
+    def _find_bucket(self, uid: str) -> ObservedBucket | None:
+        if self.cloud.object_storage is None:
+            return None
+        return self._buckets().find_by_uid(uid)
+
+    def _forget_bucket(self, external_id: str) -> None:
+        if self.cloud.object_storage is not None:
+            self._buckets().forget(external_id)
+
+    def create_bucket(self, request: BucketRequest) -> ObservedBucket:
+        return self._buckets().create(request)
+
+    def update_bucket(self, external_id: str, versioning: bool) -> ObservedBucket:
+        return self._buckets().update(external_id, versioning)
+
+    def delete_bucket(self, external_id: str) -> None:
+        self._buckets().delete(external_id)
