@@ -10,6 +10,7 @@ import click
 
 from reconciler import __version__
 from reconciler.cli.apply_cmd import apply_command
+from reconciler.cli.catalog_cmd import catalog_command
 from reconciler.cli.inspect_cmd import explain_command, show_command
 from reconciler.cli.operator_cmd import (
     CONTEXT,
@@ -127,6 +128,7 @@ cli.add_command(show_command)
 cli.add_command(explain_command)
 cli.add_command(watch_command)
 cli.add_command(operator_command)
+cli.add_command(catalog_command)
 
 
 def main() -> None:

@@ -5,14 +5,22 @@ list prices plus storage and egress prices, with the public page they come from
 (``source``) and the date those prices were published (``asOf``). A Cloud's offers
 are its catalog's offers extended (or replaced) by the offers declared inline in
 its manifest.
+
+``reconciler catalog refresh`` writes refreshed copies, in the same format, to the user
+catalog directory (``RECONCILER_CATALOG_DIR``, default ``~/.cache/reconciler/catalogs``).
+``load_catalog`` prefers a refreshed copy whose ``asOf`` is later than the shipped one's;
+``Catalog.origin`` says which was used.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,6 +31,8 @@ from reconciler.model.specs import CloudSpec
 
 _DATA_PACKAGE = "reconciler.providers"
 _DATA_DIR = "data"
+CATALOG_DIR_ENV = "RECONCILER_CATALOG_DIR"
+SHIPPED = "shipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +62,30 @@ class Catalog:
     block_storage_per_gib_month: float = 0.0
     object_storage_per_gib_month: float = 0.0
     egress_per_gib: float = 0.0
+    origin: str = SHIPPED
+    fetched_at: str = ""
+
+    @property
+    def refreshed(self) -> bool:
+        """True when this copy was read from the user catalog directory."""
+        return self.origin != SHIPPED
 
     def offer(self, name: str) -> CatalogOffer | None:
         """The offer called ``name``, if the catalog has it."""
         return next((o for o in self.offers if o.name == name), None)
+
+
+def user_catalog_dir() -> Path:
+    """Where refreshed catalogs live: $RECONCILER_CATALOG_DIR or ~/.cache/reconciler/catalogs."""
+    env = os.environ.get(CATALOG_DIR_ENV, "")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "reconciler" / "catalogs"
+
+
+def refreshed_path(name: str, catalog_dir: Path | None = None) -> Path:
+    """The file a refreshed copy of catalog ``name`` is (or would be) stored in."""
+    return (catalog_dir or user_catalog_dir()) / f"{name}.yaml"
 
 
 def catalog_names() -> list[str]:
@@ -108,15 +138,49 @@ def parse_catalog(raw: Mapping[str, Any], where: str) -> Catalog:
         block_storage_per_gib_month=float(raw.get("blockStoragePerGiBMonth", 0.0) or 0.0),
         object_storage_per_gib_month=float(raw.get("objectStoragePerGiBMonth", 0.0) or 0.0),
         egress_per_gib=float(raw.get("egressPerGiB", 0.0) or 0.0),
+        fetched_at=str(raw.get("fetchedAt", "") or ""),
     )
 
 
-@functools.lru_cache(maxsize=64)
-def load_catalog(name: str) -> Catalog:
-    """The shipped catalog called ``name`` (parsed once, then cached).
+def load_catalog(name: str, catalog_dir: Path | None = None) -> Catalog:
+    """The catalog called ``name``: the refreshed copy if its asOf is later, else the shipped one.
 
-    Raises PermanentError(reason="UnknownCatalog") listing the known catalogs.
+    ``catalog_dir`` defaults to ``user_catalog_dir()``. Results are cached per file
+    version (path and mtime), so a refresh is seen at once; ``clear_cache`` empties it.
+    Raises PermanentError(reason="UnknownCatalog") listing the known catalogs, and
+    ValueError naming the file when a catalog file is malformed.
     """
+    path = refreshed_path(name, catalog_dir)
+    try:
+        stamp: int | None = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return _load(name, str(path), stamp)
+
+
+def load_shipped_catalog(name: str) -> Catalog:
+    """The catalog called ``name`` exactly as shipped with this build (cached)."""
+    return _load_shipped(name)
+
+
+def clear_cache() -> None:
+    """Forget every parsed catalog (called after a refresh rewrites a file)."""
+    _load.cache_clear()
+    _load_shipped.cache_clear()
+
+
+def _parse_text(text: str, name: str, where: str) -> Catalog:
+    raw = yaml.load(text, Loader=yaml.CSafeLoader)
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: not a mapping")
+    catalog = parse_catalog(raw, where)
+    if catalog.name != name:
+        raise ValueError(f"{where}: file declares name '{catalog.name}'")
+    return catalog
+
+
+@functools.lru_cache(maxsize=64)
+def _load_shipped(name: str) -> Catalog:
     known = catalog_names()
     if name not in known:
         raise PermanentError(
@@ -124,13 +188,34 @@ def load_catalog(name: str) -> Catalog:
             reason="UnknownCatalog",
         )
     path = resources.files(_DATA_PACKAGE).joinpath(_DATA_DIR, f"{name}.yaml")
-    raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"catalog {name}: not a mapping")
-    catalog = parse_catalog(raw, f"catalog {name}")
-    if catalog.name != name:
-        raise ValueError(f"catalog {name}: file declares name '{catalog.name}'")
-    return catalog
+    return _parse_text(path.read_text(encoding="utf-8"), name, f"catalog {name}")
+
+
+@functools.lru_cache(maxsize=128)
+def _load(name: str, path: str, stamp: int | None) -> Catalog:
+    shipped = _load_shipped(name)
+    if stamp is None:
+        return shipped
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return shipped
+    refreshed = _parse_text(text, name, f"refreshed catalog {path}")
+    if refreshed.provider != shipped.provider:
+        raise ValueError(
+            f"refreshed catalog {path}: provider '{refreshed.provider}' "
+            f"differs from the shipped catalog's '{shipped.provider}'"
+        )
+    if _date(refreshed.as_of, path) <= _date(shipped.as_of, name):
+        return shipped
+    return replace(refreshed, origin=f"refreshed {path}")
+
+
+def _date(text: str, where: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"catalog {where}: asOf '{text}' is not a YYYY-MM-DD date") from exc
 
 
 def catalog_for(cloud: CloudSpec) -> Catalog | None:
