@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from reconciler.cli.credentials import resolve_credentials
 from reconciler.executor.engine import Settings
 from reconciler.model.errors import ManifestError, ReconcilerError
 
@@ -54,6 +55,7 @@ def settings_from(state_dir: Path | None, owner: str | None, parallelism: int = 
         state_dir=state,
         owner=owner or os.environ.get("RECONCILER_OWNER", "reconciler"),
         parallelism=parallelism,
+        credential_source=resolve_credentials,
     )
 
 

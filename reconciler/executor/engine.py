@@ -33,6 +33,7 @@ from reconciler.providers.base import Provider, ProviderContext
 from reconciler.providers.ratelimit import TokenBucket
 
 JOURNAL_FILE = "journal.jsonl"
+CredentialSource = Callable[[Mapping[str, CloudSpec]], Mapping[str, Mapping[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class Settings:
     parallelism: int = 8
     #: Resolved Cloud credentials by Cloud name (the operator reads them from Secrets).
     credentials: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
+    #: Resolves the credentials of the declared Clouds when providers are built (the CLI
+    #: reads Secrets from files or the environment); ``credentials`` wins per Cloud.
+    credential_source: CredentialSource | None = field(default=None, repr=False)
 
     @property
     def context(self) -> ProviderContext:
@@ -68,7 +72,10 @@ def now_iso() -> str:
 
 
 def providers_for(desired: DesiredState, settings: Settings) -> dict[str, Provider]:
-    return build_providers(desired.clouds, settings.context, settings.credentials)
+    source = settings.credential_source
+    resolved = dict(source(desired.clouds)) if source is not None else {}
+    resolved.update(settings.credentials)
+    return build_providers(desired.clouds, settings.context, resolved)
 
 
 def observe_declared(
