@@ -1,0 +1,216 @@
+"""AzureProvider: VMs and managed disks through Azure Resource Manager, buckets as Blob
+containers. Real SDK code (azure-mgmt-compute, azure-mgmt-network, azure-storage-blob);
+see docs/providers/azure.md for what is tested against what.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from azure.mgmt.compute import ComputeManagementClient
+from azure.mgmt.network import NetworkManagementClient
+
+from reconciler.model.cloud import Capability, CloudInfo, Offer
+from reconciler.model.errors import PermanentError
+from reconciler.model.observed import (
+    CloudInventory,
+    Observed,
+    ObservedBucket,
+    ObservedVM,
+    ObservedVolume,
+)
+from reconciler.model.specs import CloudSpec
+from reconciler.providers.azure.arm import Arm
+from reconciler.providers.azure.blobs import Blobs
+from reconciler.providers.azure.compute import VMs
+from reconciler.providers.azure.credentials import arm_client_options, arm_credential, blob_service
+from reconciler.providers.azure.disks import Disks
+from reconciler.providers.azure.errors import azure_errors
+from reconciler.providers.azure.settings import parse_settings
+from reconciler.providers.base import (
+    BucketRequest,
+    Provider,
+    ProviderContext,
+    VMRequest,
+    VMUpdate,
+    VolumeRequest,
+)
+from reconciler.providers.catalog import build_offers, catalog_for
+
+
+class AzureProvider(Provider):
+    """One Azure subscription + resource group + location (+ optional storage account)."""
+
+    provider_name = "azure"
+
+    def __init__(self, cloud: CloudSpec, context: ProviderContext) -> None:
+        super().__init__(cloud, context)
+        self.settings = parse_settings(cloud)
+        credential = arm_credential(cloud, self.settings, context.credentials)
+        options = arm_client_options(self.settings, credential)
+        sub = self.settings.subscription_id
+        self.arm = Arm(
+            cloud=cloud.name,
+            owner=context.owner,
+            settings=self.settings,
+            compute=ComputeManagementClient(credential, sub, **options),
+            network=NetworkManagementClient(credential, sub, **options),
+        )
+        self.catalog = catalog_for(cloud)
+        self._offers: dict[str, Offer] | None = None
+        self._lock = threading.Lock()
+        self.vms = VMs(self.arm, self._offer)
+        block = cloud.pricing.block_storage_per_gib_month
+        if block is None:
+            block = self.catalog.block_storage_per_gib_month if self.catalog else 0.0
+        self.disks = Disks(self.arm, self.vms, block)
+        service = blob_service(cloud, context.credentials)
+        self.blobs = (
+            Blobs(cloud.name, context.owner, service, self.settings.blob_versioning)
+            if service is not None
+            else None
+        )
+
+    # -- read-only -----------------------------------------------------------------------
+    def describe(self) -> CloudInfo:
+        caps = {Capability.STOP, Capability.RESIZE, Capability.VOLUMES}
+        if self.blobs is not None:
+            caps.add(Capability.BUCKETS)
+            if self.settings.blob_versioning:
+                caps.add(Capability.BUCKET_VERSIONING)
+        pricing, catalog = self.cloud.pricing, self.catalog
+        return CloudInfo(
+            name=self.cloud.name,
+            provider=self.provider_name,
+            region=self.settings.location,
+            labels=dict(self.cloud.labels),
+            capabilities=frozenset(caps),
+            capacity=self.cloud.capacity,
+            price_source=catalog.source if catalog else "inline",
+            price_as_of=catalog.as_of if catalog else "",
+            egress_per_gib=pricing.egress_per_gib
+            if pricing.egress_per_gib is not None
+            else (catalog.egress_per_gib if catalog else 0.0),
+            block_storage_per_gib_month=self.disks.per_gib_month,
+            object_storage_per_gib_month=pricing.object_storage_per_gib_month
+            if pricing.object_storage_per_gib_month is not None
+            else (catalog.object_storage_per_gib_month if catalog else 0.0),
+            extra={
+                "subscriptionId": self.settings.subscription_id,
+                "resourceGroup": self.settings.resource_group,
+                "location": self.settings.location,
+            },
+        )
+
+    def offers(self) -> list[Offer]:
+        """Priced offers (catalog + inline) for the sizes this location serves, with the
+        vCPU and memory Azure reports (vmSizes list); fetched once per provider."""
+        with self._lock:
+            if self._offers is None:
+                self._offers = self._joined()
+            return list(self._offers.values())
+
+    def _joined(self) -> dict[str, Offer]:
+        location = self.settings.location
+        with azure_errors(self.cloud.name, f"listing VM sizes in {location}"):
+            sizes = list(self.arm.compute.virtual_machine_sizes.list(location))
+        served = {str(s.name): s for s in sizes if s.name}
+        result: dict[str, Offer] = {}
+        for offer in build_offers(self.cloud, self.catalog):
+            size = served.get(offer.name)
+            if size is None:
+                continue
+            vcpus = int(size.number_of_cores or offer.vcpus)
+            memory = round(size.memory_in_mb / 1024, 3) if size.memory_in_mb else offer.memory_gib
+            result[offer.name] = Offer(
+                cloud=offer.cloud,
+                name=offer.name,
+                vcpus=vcpus,
+                memory_gib=memory,
+                price_per_hour=offer.price_per_hour,
+                gpus=offer.gpus,
+                available=offer.available,
+                price_source=offer.price_source,
+                price_as_of=offer.price_as_of,
+            )
+        return result
+
+    def _offer(self, name: str) -> Offer | None:
+        self.offers()
+        assert self._offers is not None
+        return self._offers.get(name)
+
+    def list_managed(self) -> CloudInventory:
+        vms = tuple(self.vms.observed(vm) for vm in self.vms.list_owned())
+        volumes = tuple(self.disks.observed(d) for d in self.disks.list_owned())
+        buckets = tuple(self.blobs.list_owned()) if self.blobs else ()
+        return CloudInventory(self.cloud.name, vms, volumes, buckets)
+
+    def observe_vm(self, external_id: str) -> ObservedVM | None:
+        vm = self.vms.ours(external_id)
+        return self.vms.observed(vm) if vm is not None else None
+
+    def find_by_uid(self, uid: str) -> Observed | None:
+        vm = self.vms.by_uid(uid)
+        if vm is not None:
+            return self.vms.observed(vm)
+        disk = self.disks.by_uid(uid)
+        if disk is not None:
+            return self.disks.observed(disk)
+        return self.blobs.by_uid(uid) if self.blobs else None
+
+    # -- VMs -----------------------------------------------------------------------------
+    def create_vm(self, request: VMRequest) -> ObservedVM:
+        return self.vms.create(request)
+
+    def update_vm(self, external_id: str, update: VMUpdate) -> ObservedVM:
+        return self.vms.update(external_id, update)
+
+    def delete_vm(self, external_id: str) -> None:
+        self.vms.delete(external_id)
+
+    # -- volumes -------------------------------------------------------------------------
+    def create_volume(self, request: VolumeRequest) -> ObservedVolume:
+        return self.disks.create(request)
+
+    def update_volume(
+        self, external_id: str, size_gib: int | None, attach_to: str | None, detach: bool
+    ) -> ObservedVolume:
+        return self.disks.update(external_id, size_gib, attach_to, detach)
+
+    def delete_volume(self, external_id: str) -> None:
+        self.disks.delete(external_id)
+
+    # -- buckets -------------------------------------------------------------------------
+    def _need_blobs(self) -> Blobs:
+        if self.blobs is None:
+            raise PermanentError(
+                "buckets need storageConnectionString or "
+                "storageAccountUrl + storageAccountKey in the Cloud's secret",
+                self.cloud.name,
+                "MissingCredentials",
+            )
+        return self.blobs
+
+    def create_bucket(self, request: BucketRequest) -> ObservedBucket:
+        return self._need_blobs().create(request)
+
+    def update_bucket(self, external_id: str, versioning: bool) -> ObservedBucket:
+        return self._need_blobs().update(external_id, versioning)
+
+    def delete_bucket(self, external_id: str) -> None:
+        if self.blobs is not None:
+            self.blobs.delete(external_id)
+
+    def forget(self, external_id: str) -> None:
+        """Remove our tags (VM, disk) or metadata (container); absent is success."""
+        if self.arm.name_of(external_id, "virtualMachines"):
+            vm = self.vms.ours(external_id)
+            if vm is not None:
+                self.vms.forget(vm)
+        elif self.arm.name_of(external_id, "disks"):
+            disk = self.disks.ours(external_id)
+            if disk is not None:
+                self.disks.forget(disk)
+        elif self.blobs is not None:
+            self.blobs.forget(external_id)
