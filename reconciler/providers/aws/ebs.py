@@ -1,0 +1,221 @@
+"""EBS volumes: create (idempotent by uid tag and ClientToken), grow, attach, detach, snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from reconciler.model.errors import PermanentError
+from reconciler.model.keys import TAG_KEY, TAG_OWNER, TAG_UID
+from reconciler.model.observed import ObservedVolume
+from reconciler.providers.aws.core import tag_dict, tag_list
+from reconciler.providers.aws.ec2 import AwsCompute
+from reconciler.providers.base import VolumeRequest
+from reconciler.providers.botoerrors import error_code, mapped
+
+_NOT_FOUND = frozenset({"InvalidVolume.NotFound", "InvalidVolume.Malformed"})
+_GONE_STATES = frozenset({"deleting", "deleted", "error"})
+#: Device names tried, in order, when attaching a data volume.
+DEVICES = tuple(f"/dev/sd{letter}" for letter in "fghijklmnop")
+
+
+def is_root_disk(tags: Mapping[str, str]) -> bool:
+    """A boot volume made with a VM carries the VM's key; it is part of the VM, not a Volume."""
+    return tags.get(TAG_KEY, "").startswith("VirtualMachine/")
+
+
+class AwsVolumes(AwsCompute):
+    """Block-volume operations on EBS."""
+
+    def volume(self, external_id: str) -> dict[str, Any] | None:
+        """A volume by id (ours or not); None if absent or being deleted."""
+        if not external_id.startswith("vol-"):
+            return None
+        try:
+            found = self.ec2.describe_volumes(VolumeIds=[external_id])["Volumes"]
+        except ClientError as exc:
+            if error_code(exc) in _NOT_FOUND:
+                return None
+            raise
+        live = [v for v in found if v.get("State") not in _GONE_STATES]
+        return dict(live[0]) if live else None
+
+    def owned_volume(self, external_id: str) -> dict[str, Any] | None:
+        """Our data volume; None if absent; PermanentError(NotManaged) if foreign."""
+        vol = self.volume(external_id)
+        if vol is not None:
+            tags = tag_dict(vol.get("Tags"))
+            if not self.mine(tags) or is_root_disk(tags):
+                raise self.not_managed("volume", external_id)
+        return vol
+
+    def volumes(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Our data volumes matching ``filters`` (boot disks excluded)."""
+        found = []
+        for page in self.ec2.get_paginator("describe_volumes").paginate(Filters=filters):
+            for vol in page["Volumes"]:
+                tags = tag_dict(vol.get("Tags"))
+                if (
+                    vol.get("State") not in _GONE_STATES
+                    and self.mine(tags)
+                    and not is_root_disk(tags)
+                ):
+                    found.append(vol)
+        return found
+
+    def to_volume(self, vol: Mapping[str, Any]) -> ObservedVolume:
+        attached = [
+            a for a in vol.get("Attachments", []) if a.get("State") in ("attaching", "attached")
+        ]
+        return ObservedVolume(
+            cloud=self.cloud.name,
+            external_id=str(vol["VolumeId"]),
+            size_gib=int(vol["Size"]),
+            volume_class=str(vol.get("VolumeType", "")),
+            attached_to=str(attached[0]["InstanceId"]) if attached else None,
+            price_per_hour=self.volume_price(int(vol["Size"])),
+            tags=tag_dict(vol.get("Tags")),
+        )
+
+    def create_volume(self, request: VolumeRequest) -> ObservedVolume:
+        """Create a tagged EBS volume in the Cloud's zone; a retry finds it by uid tag."""
+        if request.size_gib < 1:
+            raise PermanentError(
+                f"volume size must be >= 1 GiB, got {request.size_gib}",
+                cloud=self.cloud.name,
+                reason="BadRequest",
+            )
+        tags = self.own_tags(request.tags)
+        with mapped(self.cloud.name, f"create volume {request.name}"):
+            found = self.volumes([{"Name": f"tag:{TAG_UID}", "Values": [tags[TAG_UID]]}])
+            if found:
+                return self.to_volume(found[0])
+            vol = self.ec2.create_volume(
+                AvailabilityZone=self.zone(),
+                Size=request.size_gib,
+                VolumeType=request.volume_class,
+                TagSpecifications=[{"ResourceType": "volume", "Tags": tag_list(tags)}],
+                ClientToken=tags[TAG_UID][:64],
+            )
+            return self.to_volume(vol)
+
+    def _free_device(self, instance: Mapping[str, Any]) -> str:
+        used = {str(m.get("DeviceName", "")) for m in instance.get("BlockDeviceMappings", [])}
+        used |= {u.replace("/dev/xvd", "/dev/sd") for u in used}
+        for device in DEVICES:
+            if device not in used:
+                return device
+        raise PermanentError(
+            f"VM {instance['InstanceId']} has no free device name for another volume",
+            cloud=self.cloud.name,
+            reason="NoFreeDevice",
+        )
+
+    def _attach(self, vol: Mapping[str, Any], attach_to: str) -> None:
+        current = self.to_volume(vol).attached_to
+        if current == attach_to:
+            return
+        if current is not None:
+            raise PermanentError(
+                f"volume {vol['VolumeId']} is attached to {current}; detach it first",
+                cloud=self.cloud.name,
+                reason="VolumeInUse",
+            )
+        instance = self.owned_instance(attach_to)
+        if instance is None:
+            raise PermanentError(
+                f"cannot attach volume {vol['VolumeId']}: VM {attach_to} not found",
+                cloud=self.cloud.name,
+                reason="NotFound",
+            )
+        self.ec2.attach_volume(
+            VolumeId=vol["VolumeId"], InstanceId=attach_to, Device=self._free_device(instance)
+        )
+
+    def _detach(self, vol: Mapping[str, Any]) -> None:
+        instance_id = self.to_volume(vol).attached_to
+        if instance_id is None:
+            return
+        volume_id = str(vol["VolumeId"])
+        self.ec2.detach_volume(VolumeId=volume_id, InstanceId=instance_id)
+        self.wait("volume_available", f"volume {volume_id}", VolumeIds=[volume_id])
+
+    def update_volume(
+        self, external_id: str, size_gib: int | None, attach_to: str | None, detach: bool
+    ) -> ObservedVolume:
+        """Grow (ModifyVolume), detach, then attach; converges when repeated."""
+        with mapped(self.cloud.name, f"update volume {external_id}"):
+            vol = self.owned_volume(external_id)
+            if vol is None:
+                raise self.not_found("volume", external_id)
+            if size_gib is not None and size_gib != int(vol["Size"]):
+                if size_gib < int(vol["Size"]):
+                    raise PermanentError(
+                        f"volume {external_id} cannot shrink from {vol['Size']} to {size_gib} GiB",
+                        cloud=self.cloud.name,
+                        reason="VolumeShrink",
+                    )
+                self.ec2.modify_volume(VolumeId=external_id, Size=size_gib)
+            if detach:
+                self._detach(vol)
+                vol = self.volume(external_id) or vol
+            if attach_to is not None:
+                self._attach(vol, attach_to)
+            return self.to_volume(self.volume(external_id) or vol)
+
+    def delete_volume(self, external_id: str) -> None:
+        """Delete our detached volume; absent is success, attached is VolumeInUse."""
+        with mapped(self.cloud.name, f"delete volume {external_id}"):
+            vol = self.owned_volume(external_id)
+            if vol is None:
+                return
+            attached = self.to_volume(vol).attached_to
+            if attached is not None:
+                raise PermanentError(
+                    f"volume {external_id} is attached to {attached}; detach it first",
+                    cloud=self.cloud.name,
+                    reason="VolumeInUse",
+                )
+            try:
+                self.ec2.delete_volume(VolumeId=external_id)
+            except ClientError as exc:
+                if error_code(exc) not in _NOT_FOUND:
+                    raise
+
+    def snapshot_volume(self, external_id: str, tags: Mapping[str, str]) -> str:
+        """Snapshot our volume (or a VM's boot disk, by the VM's id); returns the snapshot id.
+
+        The snapshot carries ``tags`` (our owner is added); used by migration (issue 5).
+        """
+        with mapped(self.cloud.name, f"snapshot {external_id}"):
+            volume_id = self._snapshot_source(external_id)
+            merged = {**tags, TAG_OWNER: tags.get(TAG_OWNER, self.context.owner)}
+            snap = self.ec2.create_snapshot(
+                VolumeId=volume_id,
+                Description=f"reconciler snapshot of {external_id}",
+                TagSpecifications=[{"ResourceType": "snapshot", "Tags": tag_list(merged)}],
+            )
+            return str(snap["SnapshotId"])
+
+    def _snapshot_source(self, external_id: str) -> str:
+        if external_id.startswith("i-"):
+            inst = self.owned_instance(external_id)
+            root = self.root_volume_id(inst) if inst is not None else None
+            if root is None:
+                raise self.not_found("VM boot disk of", external_id)
+            return root
+        vol = self.volume(external_id)
+        if vol is None:
+            raise self.not_found("volume", external_id)
+        if not self.mine(tag_dict(vol.get("Tags"))):
+            raise self.not_managed("volume", external_id)
+        return external_id
+
+    def root_volume_id(self, instance: Mapping[str, Any]) -> str | None:
+        root = instance.get("RootDeviceName")
+        for mapping in instance.get("BlockDeviceMappings", []):
+            if mapping.get("DeviceName") == root and "Ebs" in mapping:
+                return str(mapping["Ebs"]["VolumeId"])
+        return None
