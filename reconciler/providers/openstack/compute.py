@@ -1,0 +1,287 @@
+"""Nova servers as VMs: flavors joined with prices, idempotent create, resize, power."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from reconciler.model.cloud import Offer
+from reconciler.model.errors import CapacityError, PermanentError
+from reconciler.model.keys import TAG_OWNER, TAG_UID
+from reconciler.model.observed import ObservedVM
+from reconciler.model.specs import PowerState
+from reconciler.providers.base import VMRequest, VMUpdate
+from reconciler.providers.catalog import build_offers
+from reconciler.providers.openstack.core import OpenStackBase
+from reconciler.providers.openstack.errors import NO_VALID_HOST
+from reconciler.providers.openstack.tags import (
+    META_OWNER,
+    META_UID,
+    decode_metadata,
+    encode_metadata,
+)
+
+#: Statuses Nova reports while a server is powered off (no compute price charged).
+STOPPED = frozenset({"SHUTOFF", "SUSPENDED", "PAUSED", "SHELVED", "SHELVED_OFFLOADED"})
+#: Statuses a server rests in; anything else (BUILD, RESIZE, REBOOT...) is in transition.
+STABLE = frozenset({"ACTIVE", "ERROR", "VERIFY_RESIZE"} | STOPPED)
+GONE = frozenset({"DELETED", "SOFT_DELETED"})
+
+
+class ComputeMixin(OpenStackBase):
+    """Offers and VM operations on Nova (images from Glance, networks from Neutron)."""
+
+    def compute(self) -> Any:
+        return self.conn.proxy("compute")
+
+    # -- offers -------------------------------------------------------------------------
+    def flavors(self) -> dict[str, Any]:
+        """Enabled Nova flavors by name."""
+        listed = self.call(
+            "listing Nova flavors", lambda: list(self.compute().flavors(details=True))
+        )
+        return {f.name: f for f in listed if not f.is_disabled}
+
+    def offers(self) -> list[Offer]:
+        """Priced offers (catalog + inline) whose name is a Nova flavor; size from Nova.
+
+        A flavor without a price is not offered: the broker cannot place on it.
+        """
+        flavors = self.flavors()
+        result = []
+        for offer in build_offers(self.cloud, self.catalog):
+            flavor = flavors.get(offer.name)
+            if flavor is not None:
+                result.append(replace(offer, vcpus=flavor.vcpus, memory_gib=flavor.ram / 1024))
+        return result
+
+    def _offer_price(self, name: str) -> float:
+        prices = {o.name: o.price_per_hour for o in build_offers(self.cloud, self.catalog)}
+        return prices.get(name, 0.0)
+
+    # -- reading servers ----------------------------------------------------------------
+    def vm_of(self, server: Any) -> ObservedVM:
+        flavor = server.flavor
+        name = flavor.original_name or flavor.name or ""
+        vcpus, ram, disk = flavor.vcpus, flavor.ram, flavor.disk
+        if not flavor.original_name and flavor.id:  # microversion < 2.47: id only
+            known = {f.id: f for f in self.flavors().values()}.get(flavor.id)
+            if known is not None:
+                name, vcpus, ram, disk = known.name, known.vcpus, known.ram, known.disk
+        stopped = server.status in STOPPED
+        image = server.image.id if server.image is not None else ""
+        return ObservedVM(
+            cloud=self.name,
+            external_id=server.id,
+            instance_type=name,
+            vcpus=int(vcpus or 0),
+            memory_gib=(ram or 0) / 1024,
+            power_state=PowerState.STOPPED if stopped else PowerState.RUNNING,
+            price_per_hour=0.0 if stopped else self._offer_price(name),
+            tags=decode_metadata(server.metadata or {}),
+            image=image or "",
+            disk_gib=int(disk or 0),
+        )
+
+    def owned_servers(self) -> list[Any]:
+        """Every server carrying our owner metadata (listed, filtered client-side)."""
+        listed = self.call("listing Nova servers", lambda: list(self.compute().servers()))
+        owner = self.context.owner
+        return [
+            s
+            for s in listed
+            if (s.metadata or {}).get(META_OWNER) == owner and s.status not in GONE
+        ]
+
+    def server_by_uid(self, uid: str) -> Any | None:
+        found = [s for s in self.owned_servers() if (s.metadata or {}).get(META_UID) == uid]
+        return found[0] if found else None
+
+    def get_server(self, server_id: str) -> Any | None:
+        server = self.get_or_none(
+            f"reading server {server_id}", lambda: self.compute().get_server(server_id)
+        )
+        return None if server is None or server.status in GONE else server
+
+    def own_server(self, server_id: str) -> Any:
+        server = self.get_server(server_id)
+        if server is None:
+            raise self.not_found("VM", server_id)
+        if (server.metadata or {}).get(META_OWNER) != self.context.owner:
+            raise self.not_managed("VM", server_id)
+        return server
+
+    def observe_vm(self, external_id: str) -> ObservedVM | None:
+        server = self.get_server(external_id)
+        if server is None or (server.metadata or {}).get(META_OWNER) != self.context.owner:
+            return None
+        return self.vm_of(server)
+
+    def settle(self, server_id: str, what: str) -> Any:
+        """Wait until the server rests (a stable status, no task in progress)."""
+
+        def stable(server: Any) -> bool:
+            return server is None or (server.status in STABLE and not server.task_state)
+
+        server = self.wait_for(
+            f"server {server_id} ({what})", lambda: self.get_server(server_id), stable
+        )
+        if server is None:
+            raise PermanentError(
+                f"server {server_id} disappeared during {what}", cloud=self.name, reason="NotFound"
+            )
+        return server
+
+    # -- creating -----------------------------------------------------------------------
+    def _image_id(self, ref: str) -> str:
+        image = self.get_or_none(
+            f"finding image {ref!r}",
+            lambda: self.conn.proxy("image").find_image(ref, ignore_missing=False),
+        )
+        if image is None:
+            raise PermanentError(
+                f"no Glance image named or with id {ref!r}", cloud=self.name, reason="ImageNotFound"
+            )
+        return str(image.id)
+
+    def _networks(self) -> Any:
+        ref = self.settings.get("network")
+        if not ref or ref in ("auto", "none"):
+            return ref or "auto"
+        net = self.get_or_none(
+            f"finding network {ref!r}",
+            lambda: self.conn.proxy("network").find_network(ref, ignore_missing=False),
+        )
+        if net is None:
+            raise PermanentError(
+                f"Cloud {self.name}: settings.network {ref!r} is not a network of this project",
+                cloud=self.name,
+                reason="InvalidCloud",
+            )
+        return [{"uuid": net.id}]
+
+    def _flavor(self, instance_type: str) -> Any:
+        flavor = self.flavors().get(instance_type)
+        if flavor is None or instance_type not in {
+            o.name for o in build_offers(self.cloud, self.catalog)
+        }:
+            raise PermanentError(
+                f"unknown instance type '{instance_type}' (no priced Nova flavor of that name)",
+                cloud=self.name,
+                reason="UnknownInstanceType",
+            )
+        return flavor
+
+    def _failed(self, server: Any, what: str) -> PermanentError:
+        """Delete a server Nova put in ERROR and say why (no valid host = capacity)."""
+        fault = (server.fault or {}).get("message", "") if isinstance(server.fault, dict) else ""
+        self.call(
+            f"deleting failed server {server.id}", lambda: self.compute().delete_server(server)
+        )
+        if NO_VALID_HOST in fault.lower():
+            return CapacityError(f"{what}: Nova found no host with room: {fault}", cloud=self.name)
+        return PermanentError(
+            f"{what}: server went to ERROR: {fault}", cloud=self.name, reason="ServerError"
+        )
+
+    def create_vm(self, request: VMRequest) -> ObservedVM:
+        tags = self.own_tags(request.tags)
+        server = self.server_by_uid(tags[TAG_UID])
+        if server is None:
+            flavor = self._flavor(request.instance_type)
+            args: dict[str, Any] = {
+                "name": request.name,
+                "flavor_id": flavor.id,
+                "image_id": self._image_id(request.image),
+                "networks": self._networks(),
+                "metadata": encode_metadata(tags, self.name),
+            }
+            if self.settings.get("availabilityZone"):
+                args["availability_zone"] = self.settings["availabilityZone"]
+            server = self.call(
+                f"creating server {request.name}", lambda: self.compute().create_server(**args)
+            )
+        server = self.settle(server.id, "creation")
+        if server.status == "ERROR":
+            raise self._failed(server, f"creating server {request.name}")
+        if request.power_state == PowerState.STOPPED and server.status not in STOPPED:
+            server = self._power(server, PowerState.STOPPED)
+        return self.vm_of(server)
+
+    # -- changing -----------------------------------------------------------------------
+    def _power(self, server: Any, state: PowerState) -> Any:
+        if state == PowerState.STOPPED and server.status not in STOPPED:
+            self.call(f"stopping server {server.id}", lambda: self.compute().stop_server(server))
+        elif state == PowerState.RUNNING and server.status == "SHUTOFF":
+            self.call(f"starting server {server.id}", lambda: self.compute().start_server(server))
+        else:
+            return server
+        return self.settle(server.id, f"power {state.value}")
+
+    def _resize(self, server: Any, instance_type: str) -> Any:
+        flavor = self._flavor(instance_type)
+        what = f"resizing server {server.id} to {instance_type}"
+        self.call(what, lambda: self.compute().resize_server(server, flavor.id))
+        server = self.settle(server.id, "resize")
+        if server.status == "VERIFY_RESIZE":
+            self.call(what, lambda: self.compute().confirm_server_resize(server))
+            server = self.settle(server.id, "resize confirmation")
+        if self.vm_of(server).instance_type != instance_type:
+            fault = (
+                (server.fault or {}).get("message", "") if isinstance(server.fault, dict) else ""
+            )
+            if NO_VALID_HOST in fault.lower():
+                raise CapacityError(
+                    f"{what}: Nova found no host with room: {fault}", cloud=self.name
+                )
+            raise PermanentError(
+                f"{what} did not take effect: {fault or server.status}",
+                cloud=self.name,
+                reason="ResizeFailed",
+            )
+        return server
+
+    def update_vm(self, external_id: str, update: VMUpdate) -> ObservedVM:
+        """Resize (Nova resize + confirm), stop/start, merge tags; converges when repeated."""
+        server = self.own_server(external_id)
+        if server.status not in STABLE or server.task_state:
+            server = self.settle(external_id, "a task in progress")
+        if server.status == "VERIFY_RESIZE":  # an earlier resize whose confirm was lost
+            self.call("confirming resize", lambda: self.compute().confirm_server_resize(server))
+            server = self.settle(external_id, "resize confirmation")
+        if update.instance_type and update.instance_type != self.vm_of(server).instance_type:
+            server = self._resize(server, update.instance_type)
+        if update.power_state is not None:
+            server = self._power(server, PowerState(update.power_state))
+        if update.tags:
+            merged = {**decode_metadata(server.metadata or {}), **update.tags}
+            if merged.get(TAG_OWNER) != self.context.owner:
+                raise PermanentError(
+                    f"update of VM {external_id} would change its owner tag; use forget()",
+                    cloud=self.name,
+                    reason="BadRequest",
+                )
+            metadata = encode_metadata(update.tags, self.name)
+            self.call(
+                f"tagging server {external_id}",
+                lambda: self.compute().set_server_metadata(server, **metadata),
+            )
+            server = self.own_server(external_id)
+        return self.vm_of(server)
+
+    def delete_vm(self, external_id: str) -> None:
+        """Delete and wait until Nova no longer lists it; absent is success."""
+        server = self.get_server(external_id)
+        if server is None:
+            return
+        if (server.metadata or {}).get(META_OWNER) != self.context.owner:
+            raise self.not_managed("VM", external_id)
+        self.call(
+            f"deleting server {external_id}",
+            lambda: self.compute().delete_server(server, ignore_missing=True),
+        )
+        self.wait_for(
+            f"server {external_id} deletion",
+            lambda: self.get_server(external_id),
+            lambda found: found is None,
+        )

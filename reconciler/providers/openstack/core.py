@@ -1,0 +1,114 @@
+"""Shared state of the OpenStack driver: settings, connection, prices, tag checks, waits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from reconciler.model.errors import PermanentError, TransientError
+from reconciler.model.keys import HOURS_PER_MONTH, TAG_OWNER, TAG_UID
+from reconciler.model.specs import CloudSpec
+from reconciler.providers.base import Provider, ProviderContext
+from reconciler.providers.catalog import Catalog, catalog_for
+from reconciler.providers.openstack.connect import LazyConnection, validate_settings
+from reconciler.providers.openstack.errors import edge, is_not_found
+
+T = TypeVar("T")
+
+
+class OpenStackBase(Provider):
+    """Connection, settings and helpers every OpenStack resource family uses."""
+
+    provider_name = "openstack"
+
+    def __init__(self, cloud: CloudSpec, context: ProviderContext) -> None:
+        super().__init__(cloud, context)
+        self.settings = validate_settings(cloud)
+        self.catalog: Catalog | None = catalog_for(cloud)
+        self.conn = LazyConnection(cloud, context.credentials, self.settings["interface"])
+        self.wait_timeout = float(self.settings["waitTimeout"])
+        self.poll_interval = float(self.settings["pollInterval"])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(cloud={self.cloud.name!r}, endpoint={self.cloud.endpoint!r})"
+
+    # -- helpers ------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.cloud.name
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one SDK call with errors mapped at the edge."""
+        with edge(self.name, what):
+            return fn()
+
+    def get_or_none(self, what: str, fn: Callable[[], T]) -> T | None:
+        """Run a GET; None when the service answers 404."""
+        try:
+            with edge(self.name, what):
+                try:
+                    return fn()
+                except Exception as exc:
+                    if is_not_found(exc):
+                        return None
+                    raise
+        except PermanentError as exc:
+            if exc.reason == "NotFound":
+                return None
+            raise
+
+    def block_per_gib_month(self) -> float:
+        pricing = self.cloud.pricing
+        if pricing.block_storage_per_gib_month is not None:
+            return pricing.block_storage_per_gib_month
+        return self.catalog.block_storage_per_gib_month if self.catalog else 0.0
+
+    def volume_price(self, size_gib: int) -> float:
+        return size_gib * self.block_per_gib_month() / HOURS_PER_MONTH
+
+    def own_tags(self, tags: Mapping[str, str]) -> dict[str, str]:
+        """Request tags with our owner set; a uid is required for idempotency."""
+        result = dict(tags)
+        owner = result.setdefault(TAG_OWNER, self.context.owner)
+        if owner != self.context.owner:
+            raise PermanentError(
+                f"refusing to create a resource owned by '{owner}' (this reconciler is "
+                f"'{self.context.owner}')",
+                cloud=self.name,
+                reason="BadRequest",
+            )
+        if not result.get(TAG_UID):
+            raise PermanentError(
+                f"create request without a '{TAG_UID}' tag", cloud=self.name, reason="BadRequest"
+            )
+        return result
+
+    def is_ours(self, tags: Mapping[str, str]) -> bool:
+        return tags.get(TAG_OWNER) == self.context.owner
+
+    def not_managed(self, kind: str, external_id: str) -> PermanentError:
+        return PermanentError(
+            f"{kind} {external_id} is not managed by '{self.context.owner}' (no matching "
+            "reconciler.dev/owner metadata); refusing to touch it",
+            cloud=self.name,
+            reason="NotManaged",
+        )
+
+    def not_found(self, kind: str, external_id: str) -> PermanentError:
+        return PermanentError(f"{kind} {external_id} not found", cloud=self.name, reason="NotFound")
+
+    def wait_for(self, what: str, poll: Callable[[], Any], done: Callable[[Any], bool]) -> Any:
+        """Poll until ``done(poll())``; TransientError after ``waitTimeout`` seconds."""
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            value = poll()
+            if done(value):
+                return value
+            if time.monotonic() >= deadline:
+                raise TransientError(
+                    f"timed out after {self.wait_timeout:g} s waiting for {what}",
+                    self.name,
+                    retry_after=self.poll_interval,
+                )
+            time.sleep(self.poll_interval)

@@ -1,0 +1,91 @@
+"""OpenStackProvider: Nova servers, Cinder volumes, Glance images, Swift containers.
+
+All calls go through openstacksdk to the endpoints of the Keystone catalog
+(spec.endpoint = the Keystone auth URL). A Hyper-V private cloud run by OpenStack's
+Hyper-V compute driver is an OpenStack cloud to this driver: nothing Hyper-V specific.
+"""
+
+from __future__ import annotations
+
+from reconciler.model.cloud import Capability, CloudInfo
+from reconciler.model.keys import TAG_UID
+from reconciler.model.observed import CloudInventory, Observed
+from reconciler.providers.catalog import inline_source
+from reconciler.providers.openstack.objects import ObjectMixin
+from reconciler.providers.openstack.tags import META_OWNER, META_UID, our_metadata_keys
+
+_COMPUTE_CAPS = frozenset({Capability.STOP, Capability.RESIZE, Capability.VOLUMES})
+
+
+class OpenStackProvider(ObjectMixin):
+    """The ``spec.provider: openstack`` driver (thread-safe: one lazy Connection)."""
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return _COMPUTE_CAPS | self.swift_capabilities()
+
+    def describe(self) -> CloudInfo:
+        pricing, catalog = self.cloud.pricing, self.catalog
+        egress = pricing.egress_per_gib
+        objects = pricing.object_storage_per_gib_month
+        return CloudInfo(
+            name=self.name,
+            provider=self.provider_name,
+            region=self.cloud.region,
+            labels=dict(self.cloud.labels),
+            capabilities=self.capabilities,
+            capacity=self.cloud.capacity,
+            price_source=catalog.source if catalog else inline_source(self.cloud),
+            price_as_of=catalog.as_of if catalog else "",
+            egress_per_gib=egress
+            if egress is not None
+            else (catalog.egress_per_gib if catalog else 0.0),
+            block_storage_per_gib_month=self.block_per_gib_month(),
+            object_storage_per_gib_month=objects
+            if objects is not None
+            else (catalog.object_storage_per_gib_month if catalog else 0.0),
+            extra={"endpoint": self.cloud.endpoint, "interface": self.settings["interface"]},
+        )
+
+    def list_managed(self) -> CloudInventory:
+        vms = tuple(self.vm_of(s) for s in self.owned_servers())
+        volumes = tuple(self.volume_of(v) for v in self.owned_volumes())
+        buckets = tuple(self.owned_buckets())
+        return CloudInventory(self.name, vms, volumes, buckets)
+
+    def find_by_uid(self, uid: str) -> Observed | None:
+        server = self.server_by_uid(uid)
+        if server is not None:
+            return self.vm_of(server)
+        for vol in self.owned_volumes():
+            if (vol.metadata or {}).get(META_UID) == uid:
+                return self.volume_of(vol)
+        return next((b for b in self.owned_buckets() if b.tags.get(TAG_UID) == uid), None)
+
+    def forget(self, external_id: str) -> None:
+        """Remove our reconciler.dev/* metadata from a server, volume or container.
+
+        Absent, or not ours (e.g. a retry after a lost response), is success.
+        """
+        server = self.get_server(external_id)
+        if server is not None:
+            metadata = server.metadata or {}
+            keys = our_metadata_keys(metadata)
+            if metadata.get(META_OWNER) == self.context.owner and keys:
+                self.call(
+                    f"forgetting server {external_id}",
+                    lambda: self.compute().delete_server_metadata(server, keys),
+                )
+            return
+        vol = self.get_volume(external_id)
+        if vol is not None:
+            metadata = vol.metadata or {}
+            keys = our_metadata_keys(metadata)
+            if metadata.get(META_OWNER) == self.context.owner and keys:
+                self.call(
+                    f"forgetting volume {external_id}",
+                    lambda: self.block().delete_volume_metadata(vol, keys),
+                )
+            return
+        if "/" not in external_id and Capability.BUCKETS in self.swift_capabilities():
+            self.forget_bucket(external_id)
