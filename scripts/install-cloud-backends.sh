@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real cloud servers the provider tests start on 127.0.0.1
-# (see ../shared/BACKENDS.md): libvirt's client library and test driver (apt), memcached
+# (see ../shared/BACKENDS.md): libvirt's client library, test driver, daemon and qemu (apt), memcached
 # for the Swift all-in-one (apt) and Azurite's blob server (npm, cached under
 # ~/.cache/reconciler/azurite). The Python side (moto server, Swift, SeaweedFS's `weed`,
 # openstacksdk, the Azure SDKs, libvirt-python) comes from pyproject's `clouds` extra.
@@ -17,6 +17,9 @@ need_pkgs=()
 command -v virsh >/dev/null || need_pkgs+=(libvirt-clients)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 command -v memcached >/dev/null || need_pkgs+=(memcached)
+# A real hypervisor for the libvirt driver's boot test and the multicloud example.
+command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
+command -v libvirtd >/dev/null || need_pkgs+=(libvirt-daemon libvirt-daemon-driver-qemu)
 command -v npm >/dev/null || need_pkgs+=(npm)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq

@@ -89,6 +89,9 @@ class Controller:
         self._wake = threading.Condition()
         self._dirty: set[ResourceKey] = set()
         self._poked = False
+        #: Bumped by every pass and watch event; the idle wait trims after bursts.
+        self.activity = 0
+        self._trimmed_at = 0
         self._recovered = False
         self.full = FullPassClock()
         self._waiting_for_room = False  # the last full pass left VMs unplaced
@@ -107,11 +110,16 @@ class Controller:
     def _wait_for_work(self, timeout: float) -> set[ResourceKey]:
         """The keys changed meanwhile; empty when woken by time (a full pass is due).
 
-        The first idle second after a pass ends with ``memory.trim()``."""
-        if timeout > IDLE_TRIM_SECONDS and self._idle(IDLE_TRIM_SECONDS):
-            memory.trim()
-            timeout -= IDLE_TRIM_SECONDS
-        self._idle(timeout)
+        While waiting, each idle second that ends a burst of activity (passes, watch
+        events such as the echoes of our status writes) ends with ``memory.trim()``."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            seen = self.activity
+            if not self._idle(min(IDLE_TRIM_SECONDS, left)):
+                break
+            if self.activity == seen != self._trimmed_at:
+                memory.trim()
+                self._trimmed_at = seen
         self.stop.wait(self.options.debounce)  # let a burst of changes arrive
         with self._wake:
             dirty, self._dirty, self._poked = self._dirty, set(), False
@@ -139,6 +147,7 @@ class Controller:
             if self.stop.is_set() or not leading.is_set():
                 continue
             delay = self.reconcile_once(dirty)
+            self.activity += 1
 
     # -- one pass -------------------------------------------------------------------
     def reconcile_once(self, dirty: set[ResourceKey] | None = None) -> float:

@@ -79,15 +79,18 @@ class ChangeFilter:
     def __init__(self, cache: Cache, controller: Controller) -> None:
         self.cache = cache
         self.controller = controller
-        self._seen: dict[ResourceKey, object] = {}
+        #: A hash of what mattered per key (the tuples themselves were ~200 B per object).
+        self._seen: dict[ResourceKey, int] = {}
         self._lock = threading.Lock()
 
     def __call__(self, key: ResourceKey) -> None:
-        mark = _meaningful(self.cache.get(key))
+        self.controller.activity += 1  # unlocked: an approximate count is enough
+        meaningful = _meaningful(self.cache.get(key))
+        mark = hash(meaningful)
         with self._lock:
-            if key in self._seen and self._seen[key] == mark:
+            if self._seen.get(key) == mark:
                 return
-            if mark is None:
+            if meaningful is None:
                 self._seen.pop(key, None)
             else:
                 self._seen[key] = mark
