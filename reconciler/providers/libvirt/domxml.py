@@ -182,6 +182,11 @@ def domain_xml(
     os_el = ET.SubElement(root, "os")
     ET.SubElement(os_el, "type").text = "hvm"
     ET.SubElement(os_el, "boot", {"dev": "hd"})
+    # Without <acpi/> libvirt starts qemu with -no-acpi: the guest never sees the power
+    # button, so every graceful shutdown() would run into shutdownTimeout and destroy.
+    features = ET.SubElement(root, "features")
+    ET.SubElement(features, "acpi")
+    ET.SubElement(features, "apic")
     devices = ET.SubElement(root, "devices")
     if boot is not None:
         devices.append(ET.fromstring(disk_xml(boot)))

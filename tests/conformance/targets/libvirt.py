@@ -6,6 +6,10 @@ real ``libvirtError``s with the code libvirt uses, raised at the SDK boundary th
 the host's fault hooks (``Host.before`` / ``Host.after``, see hosts.py): "lose the
 response" lets defineXML/create take effect and then raises VIR_ERR_OPERATION_TIMEOUT.
 libvirt has no capacity error, so "capacity" fills the host with a foreign domain.
+
+Buckets go to the session's REAL SeaweedFS (tests/servers/seaweed.py) as the Cloud's
+``objectStorage``. Each target has its own owner, so it never sees buckets of other
+tests on that shared server, and its cleanup deletes every bucket that owner still has.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from uuid import uuid4
 
+import boto3
 import libvirt
+from servers import seaweed
 
 from conformance.target import ConformanceTarget, ErrorKind
 from reconciler.model.keys import TAG_OWNER
-from reconciler.model.specs import CloudSpec, Pricing
+from reconciler.model.specs import CloudSpec, ObjectStorage, Pricing
 from reconciler.providers.base import ProviderContext
 from reconciler.providers.libvirt import LibvirtProvider
 from reconciler.providers.libvirt.domxml import NS, parse_domain
@@ -54,15 +61,23 @@ def snapshot(conn: libvirt.virConnect) -> object:
 
 def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
     """Yield a target over a fresh test-driver host (8 CPUs, 16 GiB, pool "default")."""
+    store = seaweed.seaweed_server()
     cloud = CloudSpec(
         CLOUD,
         "libvirt",
         region="dc1",
         hosts=(f"test://{HOST_FILE}",),
         pricing=Pricing(catalog="sim-private-openstack"),
+        object_storage=ObjectStorage(store.endpoint),
     )
+    credentials = {
+        "password": SECRET,
+        "accessKeyId": seaweed.ACCESS_KEY,
+        "secretAccessKey": seaweed.SECRET_KEY,
+    }
+    owner = f"conf-libvirt-{uuid4().hex[:8]}"
     provider = LibvirtProvider(
-        cloud, ProviderContext(state_dir=tmp_path, credentials={"password": SECRET})
+        cloud, ProviderContext(owner=owner, state_dir=tmp_path, credentials=credentials)
     )
     host = provider.hosts[0]
 
@@ -92,9 +107,19 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
             view = parse_domain(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             return view.tags, view.vcpus, view.memory_kib, domain.isActive()
 
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=store.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=seaweed.ACCESS_KEY,
+        aws_secret_access_key=seaweed.SECRET_KEY,
+    )
+
     def backend_state() -> object:
+        """The libvirt host, plus the bucket names on the store (reads never create)."""
+        buckets = sorted(b["Name"] for b in s3.list_buckets().get("Buckets", []))
         with host.lock:
-            return snapshot(conn())
+            return snapshot(conn()), buckets
 
     @contextmanager
     def lose() -> Iterator[None]:
@@ -164,7 +189,11 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
             backend_state=backend_state,
             lose_next_response=lose_next_response,
             fail_next_call=fail_next_call,
-            secrets=(SECRET,),
+            secrets=(SECRET, seaweed.SECRET_KEY),
         )
     finally:
-        provider.close()
+        try:
+            for bucket in provider.list_managed().buckets:
+                provider.delete_bucket(bucket.external_id)
+        finally:
+            provider.close()
