@@ -280,6 +280,8 @@ def bench_operator(
             for scope in after
         }
         res["rss_after_patches"] = rss_kib(op.proc.pid)
+        if "PYTHONTRACEMALLOC" in DEPLOYED_ENV:
+            res["memory_top_after_patches"] = memory_top(op)
         res["problems"] = problems(op.log_path)
         res["op_rss_per_obj"] = (res["rss_converged"] - base_rss) * 1024 / n
         stop_operator(op, res)
@@ -462,8 +464,10 @@ def main() -> int:
         args.json.write_text(json.dumps(res, indent=1))
     print(f"Machine: {machine()}; whole run {res['total_seconds']:.0f} s; work dir {work}\n")
     print(report(res))
-    for line in res.get("memory_top", ()):
-        print(line.rstrip())
+    for heading in ("memory_top", "memory_top_after_patches"):
+        print(f"\n{heading}:")
+        for line in res.get(heading, ()):
+            print(line.rstrip())
     if not args.keep:
         subprocess.run(["rm", "-rf", str(work)], check=False)
     return 0
