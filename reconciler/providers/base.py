@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from reconciler.model.cloud import CloudInfo, Offer
+from reconciler.model.errors import PermanentError
+from reconciler.model.keys import TAG_OWNER, TAG_UID
 from reconciler.model.observed import (
     CloudInventory,
     Observed,
@@ -97,6 +99,26 @@ class Provider(ABC):
     def __init__(self, cloud: CloudSpec, context: ProviderContext) -> None:
         self.cloud = cloud
         self.context = context
+
+    def owned_tags(self, tags: Mapping[str, str]) -> dict[str, str]:
+        """A create request's tags with our owner set. Refuses another owner's tags, and a
+        request without a uid (creates are idempotent by it), before any cloud call."""
+        result = dict(tags)
+        owner = result.setdefault(TAG_OWNER, self.context.owner)
+        if owner != self.context.owner:
+            raise PermanentError(
+                f"refusing to create a resource owned by '{owner}' (this reconciler is "
+                f"'{self.context.owner}')",
+                cloud=self.cloud.name,
+                reason="BadRequest",
+            )
+        if not result.get(TAG_UID):
+            raise PermanentError(
+                f"create request without a '{TAG_UID}' tag",
+                cloud=self.cloud.name,
+                reason="BadRequest",
+            )
+        return result
 
     @abstractmethod
     def describe(self) -> CloudInfo:

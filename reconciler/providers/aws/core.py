@@ -9,7 +9,7 @@ from typing import Any
 
 from reconciler.model.cloud import Capability, CloudInfo, Offer
 from reconciler.model.errors import PermanentError
-from reconciler.model.keys import HOURS_PER_MONTH, TAG_OWNER, TAG_UID
+from reconciler.model.keys import HOURS_PER_MONTH, TAG_OWNER
 from reconciler.model.specs import CloudSpec
 from reconciler.providers.aws.session import AwsClients, parse_settings
 from reconciler.providers.base import Provider, ProviderContext
@@ -187,23 +187,6 @@ class AwsBase(Provider):
         )
 
     # -- ownership -----------------------------------------------------------------
-    def own_tags(self, tags: Mapping[str, str]) -> dict[str, str]:
-        """Request tags with our owner set; a uid is required for idempotency."""
-        result = dict(tags)
-        if result.setdefault(TAG_OWNER, self.context.owner) != self.context.owner:
-            raise PermanentError(
-                f"refusing to create a resource owned by '{result[TAG_OWNER]}' "
-                f"(this reconciler is '{self.context.owner}')",
-                cloud=self.cloud.name,
-                reason="BadRequest",
-            )
-        if not result.get(TAG_UID):
-            raise PermanentError(
-                f"create request without a '{TAG_UID}' tag",
-                cloud=self.cloud.name,
-                reason="BadRequest",
-            )
-        return result
 
     def mine(self, tags: Mapping[str, str]) -> bool:
         return tags.get(TAG_OWNER) == self.context.owner

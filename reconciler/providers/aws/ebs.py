@@ -87,7 +87,7 @@ class AwsVolumes(AwsCompute):
                 cloud=self.cloud.name,
                 reason="BadRequest",
             )
-        tags = self.own_tags(request.tags)
+        tags = self.owned_tags(request.tags)
         with mapped(self.cloud.name, f"create volume {request.name}"):
             found = self.volumes([{"Name": f"tag:{TAG_UID}", "Values": [tags[TAG_UID]]}])
             if found:

@@ -160,7 +160,7 @@ class AwsCompute(AwsBase):
     def create_vm(self, request: VMRequest) -> ObservedVM:
         """Run one tagged instance; a retry finds it by uid tag (or EC2's ClientToken)."""
         self.offer(request.instance_type)
-        tags = self.own_tags(request.tags)
+        tags = self.owned_tags(request.tags)
         with mapped(self.cloud.name, f"create VM {request.name}"):
             inst = self._by_uid(tags[TAG_UID])
             if inst is None:

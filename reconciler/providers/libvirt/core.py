@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import libvirt
@@ -100,25 +99,6 @@ class LibvirtBase(Provider):
                 reason="Unsupported",
             )
         return offer
-
-    def _own_tags(self, tags: Mapping[str, str]) -> dict[str, str]:
-        """Request tags with our owner set; a uid is required for idempotency."""
-        result = dict(tags)
-        owner = result.setdefault(TAG_OWNER, self.context.owner)
-        if owner != self.context.owner:
-            raise PermanentError(
-                f"refusing to create a resource owned by '{owner}' (this reconciler is "
-                f"'{self.context.owner}')",
-                cloud=self.cloud.name,
-                reason="BadRequest",
-            )
-        if not result.get(TAG_UID):
-            raise PermanentError(
-                f"create request without a '{TAG_UID}' tag",
-                cloud=self.cloud.name,
-                reason="BadRequest",
-            )
-        return result
 
     def _mine(self, view: DomainView) -> bool:
         return view.tags is not None and view.tags.get(TAG_OWNER) == self.context.owner

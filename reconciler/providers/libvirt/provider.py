@@ -138,7 +138,7 @@ class LibvirtProvider(LibvirtBuckets):
         """Define (and start) a domain on the roomiest host; idempotent by the uid tag: a
         retry finds the domain an earlier, lost call made and converges its power."""
         offer = self._offer(request.instance_type)
-        tags = self._own_tags(request.tags)
+        tags = self.owned_tags(request.tags)
         with self.placement:
             found = self._find_vm(tags[TAG_UID])
             if found is None:

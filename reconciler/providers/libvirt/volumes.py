@@ -118,7 +118,7 @@ class LibvirtVolumes(LibvirtBase):
     # -- create / delete -------------------------------------------------------------
     def create_volume(self, request: VolumeRequest) -> ObservedVolume:
         """Ledger entry first, then the pool volume (both idempotent by the uid)."""
-        tags = self._own_tags(request.tags)
+        tags = self.owned_tags(request.tags)
         if request.size_gib < 1:
             raise PermanentError(
                 "volume size must be at least 1 GiB", cloud=self.cloud.name, reason="BadRequest"

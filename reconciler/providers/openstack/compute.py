@@ -185,7 +185,7 @@ class ComputeMixin(OpenStackBase):
         )
 
     def create_vm(self, request: VMRequest) -> ObservedVM:
-        tags = self.own_tags(request.tags)
+        tags = self.owned_tags(request.tags)
         server = self.server_by_uid(tags[TAG_UID])
         if server is None:
             flavor = self._flavor(request.instance_type)

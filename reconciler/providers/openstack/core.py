@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from reconciler.model.errors import PermanentError, TransientError
-from reconciler.model.keys import HOURS_PER_MONTH, TAG_OWNER, TAG_UID
+from reconciler.model.keys import HOURS_PER_MONTH, TAG_OWNER
 from reconciler.model.specs import CloudSpec
 from reconciler.providers.base import Provider, ProviderContext
 from reconciler.providers.catalog import Catalog, catalog_for
@@ -66,23 +66,6 @@ class OpenStackBase(Provider):
 
     def volume_price(self, size_gib: int) -> float:
         return size_gib * self.block_per_gib_month() / HOURS_PER_MONTH
-
-    def own_tags(self, tags: Mapping[str, str]) -> dict[str, str]:
-        """Request tags with our owner set; a uid is required for idempotency."""
-        result = dict(tags)
-        owner = result.setdefault(TAG_OWNER, self.context.owner)
-        if owner != self.context.owner:
-            raise PermanentError(
-                f"refusing to create a resource owned by '{owner}' (this reconciler is "
-                f"'{self.context.owner}')",
-                cloud=self.name,
-                reason="BadRequest",
-            )
-        if not result.get(TAG_UID):
-            raise PermanentError(
-                f"create request without a '{TAG_UID}' tag", cloud=self.name, reason="BadRequest"
-            )
-        return result
 
     def is_ours(self, tags: Mapping[str, str]) -> bool:
         return tags.get(TAG_OWNER) == self.context.owner

@@ -124,7 +124,7 @@ class ObjectMixin(VolumeMixin):
 
     def create_bucket(self, request: BucketRequest) -> ObservedBucket:
         """PUT the container with our metadata; an existing one with our uid is returned."""
-        tags = self.own_tags(request.tags)
+        tags = self.owned_tags(request.tags)
         if not request.name or "/" in request.name or len(request.name) > _MAX_NAME:
             raise PermanentError(
                 f"invalid Swift container name {request.name!r}",

@@ -73,7 +73,7 @@ class VolumeMixin(ComputeMixin):
         return vol
 
     def create_volume(self, request: VolumeRequest) -> ObservedVolume:
-        tags = self.own_tags(request.tags)
+        tags = self.owned_tags(request.tags)
         if request.size_gib < 1:
             raise PermanentError(
                 f"volume size must be >= 1 GiB, got {request.size_gib}",

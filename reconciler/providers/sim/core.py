@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from reconciler.model.cloud import Capability, Offer
 from reconciler.model.errors import CapacityError, PermanentError
-from reconciler.model.keys import HOURS_PER_MONTH, TAG_OWNER, TAG_UID
+from reconciler.model.keys import HOURS_PER_MONTH, TAG_UID
 from reconciler.model.observed import Observed, ObservedBucket, ObservedVM, ObservedVolume
 from reconciler.model.specs import CloudSpec, PowerState, Simulation
 from reconciler.providers.base import Provider, ProviderContext
@@ -77,25 +77,6 @@ class SimBase(Provider):
         if offer.gpus > 0:
             self._need(Capability.GPUS, f"instance type {instance_type} (GPUs)")
         return offer
-
-    def _own_tags(self, tags: Mapping[str, str]) -> dict[str, str]:
-        """Request tags with our owner set; a uid is required for idempotency."""
-        result = dict(tags)
-        owner = result.setdefault(TAG_OWNER, self.context.owner)
-        if owner != self.context.owner:
-            raise PermanentError(
-                f"refusing to create a resource owned by '{owner}' (this reconciler is "
-                f"'{self.context.owner}')",
-                cloud=self.cloud.name,
-                reason="BadRequest",
-            )
-        if not result.get(TAG_UID):
-            raise PermanentError(
-                f"create request without a '{TAG_UID}' tag",
-                cloud=self.cloud.name,
-                reason="BadRequest",
-            )
-        return result
 
     def _ours(self, external_id: str, kind: str) -> SimResource | None:
         """Our resource of ``kind`` by id; None if absent; PermanentError if foreign."""

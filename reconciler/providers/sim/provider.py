@@ -134,7 +134,7 @@ class SimProvider(SimStorage):
         offer = self._offer(request.instance_type)
         if request.power_state == PowerState.STOPPED:
             self._need(Capability.STOP, "creating a stopped VM")
-        tags = self._own_tags(request.tags)
+        tags = self.owned_tags(request.tags)
         with self.world.transaction():
             rec = self._by_uid(tags, VM)
             if rec is None:

@@ -34,7 +34,7 @@ class SimStorage(SimBase):
                 cloud=self.cloud.name,
                 reason="BadRequest",
             )
-        tags = self._own_tags(request.tags)
+        tags = self.owned_tags(request.tags)
         with self.world.transaction():
             rec = self._by_uid(tags, VOLUME)
             if rec is None:
@@ -116,7 +116,7 @@ class SimStorage(SimBase):
             self._need(Capability.BUCKET_VERSIONING, "bucket versioning")
         if not request.name:
             raise PermanentError("bucket name is empty", cloud=self.cloud.name, reason="BadRequest")
-        tags = self._own_tags(request.tags)
+        tags = self.owned_tags(request.tags)
         with self.world.transaction():
             rec = self._by_uid(tags, BUCKET)
             if rec is None:
