@@ -26,8 +26,8 @@ demo: install
 	$(BIN)/reconciler explain vm/default/batch examples/quickstart --state $(DEMO_STATE)
 
 lint: install
-	$(BIN)/ruff check reconciler tests bench
-	$(BIN)/ruff format --check reconciler tests bench
+	$(BIN)/ruff check reconciler tests bench scripts
+	$(BIN)/ruff format --check reconciler tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -46,4 +46,19 @@ bench: install
 	$(BIN)/python bench/plan_bench.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_STATE) .reconciler .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_STATE) $(MULTICLOUD_STATE) .reconciler .pytest_cache .mypy_cache .ruff_cache
+
+# examples/multicloud on local emulators (libvirtd+qemu, moto, Swift + OpenStack fake,
+# SeaweedFS): start them, validate, plan, apply, re-plan (must be "No changes"), show;
+# the emulators are stopped even when a step fails. Needs root for the private libvirtd.
+.PHONY: multicloud
+MULTICLOUD_STATE ?= .reconciler-multicloud
+multicloud: install
+	@$(BIN)/python scripts/emulators.py start --state-dir $(MULTICLOUD_STATE) && \
+	( set -e; . $(MULTICLOUD_STATE)/env.sh; \
+	  $(BIN)/reconciler validate examples/multicloud; \
+	  $(BIN)/reconciler plan $$MULTICLOUD_MANIFESTS; \
+	  $(BIN)/reconciler apply $$MULTICLOUD_MANIFESTS --auto-approve; \
+	  $(BIN)/reconciler plan $$MULTICLOUD_MANIFESTS --detailed-exitcode; \
+	  $(BIN)/reconciler show $$MULTICLOUD_MANIFESTS ); \
+	status=$$?; $(BIN)/python scripts/emulators.py stop --state-dir $(MULTICLOUD_STATE); exit $$status
