@@ -100,6 +100,26 @@ class Provider(ABC):
         self.cloud = cloud
         self.context = context
 
+    def owns(self, tags: Mapping[str, str]) -> bool:
+        """True if ``tags`` carry this installation's owner tag."""
+        return tags.get(TAG_OWNER) == self.context.owner
+
+    def not_managed(
+        self, kind: str, external_id: str, mark: str = "reconciler.dev/owner tag"
+    ) -> PermanentError:
+        """The error for touching a resource we do not own (``mark``: what it lacks)."""
+        return PermanentError(
+            f"{kind} {external_id} is not managed by '{self.context.owner}' (no matching "
+            f"{mark}); refusing to touch it",
+            cloud=self.cloud.name,
+            reason="NotManaged",
+        )
+
+    def not_found(self, kind: str, external_id: str) -> PermanentError:
+        return PermanentError(
+            f"{kind} {external_id} not found", cloud=self.cloud.name, reason="NotFound"
+        )
+
     def owned_tags(self, tags: Mapping[str, str]) -> dict[str, str]:
         """A create request's tags with our owner set. Refuses another owner's tags, and a
         request without a uid (creates are idempotent by it), before any cloud call."""

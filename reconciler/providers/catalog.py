@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from reconciler.model.cloud import Offer
+from reconciler.model.cloud import Capability, CloudInfo, Offer
 from reconciler.model.errors import PermanentError
-from reconciler.model.specs import CloudSpec
+from reconciler.model.specs import Capacity, CloudSpec
 
 _DATA_PACKAGE = "reconciler.providers"
 _DATA_DIR = "data"
@@ -235,6 +235,81 @@ def catalog_for(cloud: CloudSpec) -> Catalog | None:
 def inline_source(cloud: CloudSpec) -> str:
     """The ``price_source`` of offers declared inline on a Cloud."""
     return f"inline (Cloud {cloud.name})"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudPrices:
+    """What a Cloud's resources cost besides instance hours, and where its prices come
+    from. A price declared on the Cloud (``spec.pricing``) wins over its catalog's;
+    without either it is 0."""
+
+    source: str
+    as_of: str
+    egress_per_gib: float
+    block_per_gib_month: float
+    object_per_gib_month: float
+
+    @classmethod
+    def of(cls, cloud: CloudSpec, catalog: Catalog | None) -> CloudPrices:
+        pricing = cloud.pricing
+
+        def pick(declared: float | None, listed: float) -> float:
+            return declared if declared is not None else listed
+
+        return cls(
+            source=catalog.source if catalog else inline_source(cloud),
+            as_of=catalog.as_of if catalog else "",
+            egress_per_gib=pick(pricing.egress_per_gib, catalog.egress_per_gib if catalog else 0.0),
+            block_per_gib_month=pick(
+                pricing.block_storage_per_gib_month,
+                catalog.block_storage_per_gib_month if catalog else 0.0,
+            ),
+            object_per_gib_month=pick(
+                pricing.object_storage_per_gib_month,
+                catalog.object_storage_per_gib_month if catalog else 0.0,
+            ),
+        )
+
+    def cloud_info(
+        self,
+        cloud: CloudSpec,
+        provider: str,
+        capabilities: frozenset[Capability],
+        capacity: Capacity | None = None,
+        simulated: bool = False,
+        extra: Mapping[str, str] | None = None,
+        region: str | None = None,
+    ) -> CloudInfo:
+        """The CloudInfo a driver's ``describe()`` returns, with these prices
+        (``region`` defaults to the Cloud's)."""
+        return CloudInfo(
+            name=cloud.name,
+            provider=provider,
+            region=cloud.region if region is None else region,
+            labels=dict(cloud.labels),
+            capabilities=capabilities,
+            capacity=capacity,
+            price_source=self.source,
+            price_as_of=self.as_of,
+            egress_per_gib=self.egress_per_gib,
+            block_storage_per_gib_month=self.block_per_gib_month,
+            object_storage_per_gib_month=self.object_per_gib_month,
+            simulated=simulated,
+            extra=dict(extra or {}),
+        )
+
+
+def require_offer(offers: Mapping[str, Offer], name: str, cloud: str) -> Offer:
+    """The offer called ``name``; PermanentError(UnknownInstanceType) listing the others."""
+    offer = offers.get(name)
+    if offer is None:
+        raise PermanentError(
+            f"unknown instance type '{name}' (this cloud offers: "
+            f"{', '.join(sorted(offers)) or 'none'})",
+            cloud=cloud,
+            reason="UnknownInstanceType",
+        )
+    return offer
 
 
 def build_offers(cloud: CloudSpec, catalog: Catalog | None) -> list[Offer]:

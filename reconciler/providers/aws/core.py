@@ -9,13 +9,14 @@ from typing import Any
 
 from reconciler.model.cloud import Capability, CloudInfo, Offer
 from reconciler.model.errors import PermanentError
-from reconciler.model.keys import HOURS_PER_MONTH, TAG_OWNER
+from reconciler.model.keys import HOURS_PER_MONTH
 from reconciler.model.specs import CloudSpec
 from reconciler.providers.aws.session import AwsClients, parse_settings
 from reconciler.providers.base import Provider, ProviderContext
 from reconciler.providers.botoerrors import mapped
 from reconciler.providers.catalog import (
     Catalog,
+    CloudPrices,
     build_offers,
     catalog_for,
     catalog_names,
@@ -56,18 +57,7 @@ class AwsBase(Provider):
         self.settings = parse_settings(cloud)
         self.clients = AwsClients(cloud, context.credentials)
         self.catalog = region_catalog(cloud)
-        pricing = cloud.pricing
-        catalog = self.catalog
-        self.block_per_gib_month = (
-            pricing.block_storage_per_gib_month
-            if pricing.block_storage_per_gib_month is not None
-            else (catalog.block_storage_per_gib_month if catalog else 0.0)
-        )
-        self.object_per_gib_month = (
-            pricing.object_storage_per_gib_month
-            if pricing.object_storage_per_gib_month is not None
-            else (catalog.object_storage_per_gib_month if catalog else 0.0)
-        )
+        self.prices = CloudPrices.of(cloud, self.catalog)
         self._lock = threading.Lock()
         self._offers: list[Offer] | None = None
         self._zone = self.settings.availability_zone
@@ -87,7 +77,7 @@ class AwsBase(Provider):
                     self.cloud.name,
                     self.context.owner,
                     self.clients.client("s3"),
-                    self.object_per_gib_month,
+                    self.prices.object_per_gib_month,
                     region=self.cloud.region,
                 )
             return self._buckets
@@ -167,45 +157,17 @@ class AwsBase(Provider):
         return found
 
     def describe(self) -> CloudInfo:
-        catalog = self.catalog
-        egress = self.cloud.pricing.egress_per_gib
-        return CloudInfo(
-            name=self.cloud.name,
-            provider=self.provider_name,
-            region=self.cloud.region,
-            labels=dict(self.cloud.labels),
-            capabilities=CAPABILITIES,
-            capacity=None,
-            price_source=catalog.source if catalog else inline_source(self.cloud),
-            price_as_of=catalog.as_of if catalog else "",
-            egress_per_gib=egress
-            if egress is not None
-            else (catalog.egress_per_gib if catalog else 0.0),
-            block_storage_per_gib_month=self.block_per_gib_month,
-            object_storage_per_gib_month=self.object_per_gib_month,
+        return self.prices.cloud_info(
+            self.cloud,
+            self.provider_name,
+            CAPABILITIES,
             extra={"endpoint": self.cloud.endpoint} if self.cloud.endpoint else {},
         )
 
     # -- ownership -----------------------------------------------------------------
 
-    def mine(self, tags: Mapping[str, str]) -> bool:
-        return tags.get(TAG_OWNER) == self.context.owner
-
-    def not_managed(self, kind: str, external_id: str) -> PermanentError:
-        return PermanentError(
-            f"{kind} {external_id} is not managed by '{self.context.owner}' (no matching "
-            "reconciler.dev/owner tag); refusing to touch it",
-            cloud=self.cloud.name,
-            reason="NotManaged",
-        )
-
-    def not_found(self, kind: str, external_id: str) -> PermanentError:
-        return PermanentError(
-            f"{kind} {external_id} not found", cloud=self.cloud.name, reason="NotFound"
-        )
-
     def volume_price(self, size_gib: int) -> float:
-        return size_gib * self.block_per_gib_month / HOURS_PER_MONTH
+        return size_gib * self.prices.block_per_gib_month / HOURS_PER_MONTH
 
 
 def tag_dict(raw: list[Mapping[str, Any]] | None) -> dict[str, str]:

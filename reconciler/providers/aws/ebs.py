@@ -47,7 +47,7 @@ class AwsVolumes(AwsCompute):
         vol = self.volume(external_id)
         if vol is not None:
             tags = tag_dict(vol.get("Tags"))
-            if not self.mine(tags) or is_root_disk(tags):
+            if not self.owns(tags) or is_root_disk(tags):
                 raise self.not_managed("volume", external_id)
         return vol
 
@@ -59,7 +59,7 @@ class AwsVolumes(AwsCompute):
                 tags = tag_dict(vol.get("Tags"))
                 if (
                     vol.get("State") not in _GONE_STATES
-                    and self.mine(tags)
+                    and self.owns(tags)
                     and not is_root_disk(tags)
                 ):
                     found.append(vol)
@@ -209,7 +209,7 @@ class AwsVolumes(AwsCompute):
         vol = self.volume(external_id)
         if vol is None:
             raise self.not_found("volume", external_id)
-        if not self.mine(tag_dict(vol.get("Tags"))):
+        if not self.owns(tag_dict(vol.get("Tags"))):
             raise self.not_managed("volume", external_id)
         return external_id
 

@@ -58,7 +58,7 @@ class AwsCompute(AwsBase):
     def owned_instance(self, external_id: str) -> dict[str, Any] | None:
         """Our live instance; None if absent; PermanentError(NotManaged) if foreign."""
         inst = self.instance(external_id)
-        if inst is not None and not self.mine(tag_dict(inst.get("Tags"))):
+        if inst is not None and not self.owns(tag_dict(inst.get("Tags"))):
             raise self.not_managed("VM", external_id)
         return inst
 
@@ -103,7 +103,7 @@ class AwsCompute(AwsBase):
     def observe_vm(self, external_id: str) -> ObservedVM | None:
         with mapped(self.cloud.name, f"observe VM {external_id}"):
             inst = self.instance(external_id)
-            if inst is None or not self.mine(tag_dict(inst.get("Tags"))):
+            if inst is None or not self.owns(tag_dict(inst.get("Tags"))):
                 return None
             return self.observed(inst)
 
@@ -153,7 +153,7 @@ class AwsCompute(AwsBase):
     def _by_uid(self, uid: str) -> dict[str, Any] | None:
         flt = [{"Name": f"tag:{TAG_UID}", "Values": [uid]}]
         for inst in self.instances(flt):
-            if self.mine(tag_dict(inst.get("Tags"))):
+            if self.owns(tag_dict(inst.get("Tags"))):
                 return inst
         return None
 

@@ -27,7 +27,7 @@ class AwsProvider(AwsVolumes):
     def list_managed(self) -> CloudInventory:
         owner = [{"Name": f"tag:{TAG_OWNER}", "Values": [self.context.owner]}]
         with mapped(self.cloud.name, "list managed resources"):
-            instances = [i for i in self.instances(owner) if self.mine(tag_dict(i.get("Tags")))]
+            instances = [i for i in self.instances(owner) if self.owns(tag_dict(i.get("Tags")))]
             sizes = self.root_sizes(instances)
             vms = tuple(self.to_vm(i, sizes.get(str(i["InstanceId"]), 0)) for i in instances)
             volumes = tuple(self.to_volume(v) for v in self.volumes(owner))
@@ -38,7 +38,7 @@ class AwsProvider(AwsVolumes):
         flt = [{"Name": f"tag:{TAG_UID}", "Values": [uid]}]
         with mapped(self.cloud.name, f"find uid {uid}"):
             for inst in self.instances(flt):
-                if self.mine(tag_dict(inst.get("Tags"))):
+                if self.owns(tag_dict(inst.get("Tags"))):
                     return self.observed(inst)
             for vol in self.volumes(flt):
                 return self.to_volume(vol)
@@ -79,13 +79,13 @@ class AwsProvider(AwsVolumes):
         with mapped(self.cloud.name, f"forget {external_id}"):
             if external_id.startswith("i-"):
                 inst = self.instance(external_id)
-                if inst is not None and self.mine(tag_dict(inst.get("Tags"))):
+                if inst is not None and self.owns(tag_dict(inst.get("Tags"))):
                     self._forget_instance(inst)
                 return
             if external_id.startswith("vol-"):
                 vol = self.volume(external_id)
                 tags = tag_dict(vol.get("Tags")) if vol else {}
-                if vol is not None and self.mine(tags):
+                if vol is not None and self.owns(tags):
                     self._untag([external_id], tags)
                 return
         self.buckets.forget(external_id)

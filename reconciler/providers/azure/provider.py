@@ -6,6 +6,7 @@ see docs/providers/azure.md for what is tested against what.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
@@ -35,7 +36,7 @@ from reconciler.providers.base import (
     VMUpdate,
     VolumeRequest,
 )
-from reconciler.providers.catalog import build_offers, catalog_for
+from reconciler.providers.catalog import CloudPrices, build_offers, catalog_for
 
 
 class AzureProvider(Provider):
@@ -60,10 +61,8 @@ class AzureProvider(Provider):
         self._offers: dict[str, Offer] | None = None
         self._lock = threading.Lock()
         self.vms = VMs(self.arm, self._offer)
-        block = cloud.pricing.block_storage_per_gib_month
-        if block is None:
-            block = self.catalog.block_storage_per_gib_month if self.catalog else 0.0
-        self.disks = Disks(self.arm, self.vms, block)
+        self.prices = CloudPrices.of(cloud, self.catalog)
+        self.disks = Disks(self.arm, self.vms, self.prices.block_per_gib_month)
         service = blob_service(cloud, context.credentials)
         self.blobs = (
             Blobs(cloud.name, context.owner, service, self.settings.blob_versioning)
@@ -78,23 +77,12 @@ class AzureProvider(Provider):
             caps.add(Capability.BUCKETS)
             if self.settings.blob_versioning:
                 caps.add(Capability.BUCKET_VERSIONING)
-        pricing, catalog = self.cloud.pricing, self.catalog
-        return CloudInfo(
-            name=self.cloud.name,
-            provider=self.provider_name,
+        return self.prices.cloud_info(
+            self.cloud,
+            self.provider_name,
+            frozenset(caps),
+            self.cloud.capacity,
             region=self.settings.location,
-            labels=dict(self.cloud.labels),
-            capabilities=frozenset(caps),
-            capacity=self.cloud.capacity,
-            price_source=catalog.source if catalog else "inline",
-            price_as_of=catalog.as_of if catalog else "",
-            egress_per_gib=pricing.egress_per_gib
-            if pricing.egress_per_gib is not None
-            else (catalog.egress_per_gib if catalog else 0.0),
-            block_storage_per_gib_month=self.disks.per_gib_month,
-            object_storage_per_gib_month=pricing.object_storage_per_gib_month
-            if pricing.object_storage_per_gib_month is not None
-            else (catalog.object_storage_per_gib_month if catalog else 0.0),
             extra={
                 "subscriptionId": self.settings.subscription_id,
                 "resourceGroup": self.settings.resource_group,
@@ -122,17 +110,7 @@ class AzureProvider(Provider):
                 continue
             vcpus = int(size.number_of_cores or offer.vcpus)
             memory = round(size.memory_in_mb / 1024, 3) if size.memory_in_mb else offer.memory_gib
-            result[offer.name] = Offer(
-                cloud=offer.cloud,
-                name=offer.name,
-                vcpus=vcpus,
-                memory_gib=memory,
-                price_per_hour=offer.price_per_hour,
-                gpus=offer.gpus,
-                available=offer.available,
-                price_source=offer.price_source,
-                price_as_of=offer.price_as_of,
-            )
+            result[offer.name] = replace(offer, vcpus=vcpus, memory_gib=memory)
         return result
 
     def _offer(self, name: str) -> Offer | None:

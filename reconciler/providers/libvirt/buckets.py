@@ -23,13 +23,6 @@ class LibvirtBuckets(LibvirtVolumes):
     _store: S3BucketStore | None = None
     _store_lock = threading.Lock()
 
-    @property
-    def object_per_gib_month(self) -> float:
-        declared = self.cloud.pricing.object_storage_per_gib_month
-        if declared is not None:
-            return declared
-        return self.catalog.object_storage_per_gib_month if self.catalog else 0.0
-
     def _buckets(self) -> S3BucketStore:
         storage = self.cloud.object_storage
         if storage is None:
@@ -48,7 +41,7 @@ class LibvirtBuckets(LibvirtVolumes):
                     storage.endpoint,
                     storage.region,
                     self.context.credentials,
-                    self.object_per_gib_month,
+                    self.prices.object_per_gib_month,
                 )
             return self._store
 

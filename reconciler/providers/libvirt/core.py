@@ -19,7 +19,7 @@ from reconciler.model.errors import CapacityError, PermanentError
 from reconciler.model.keys import TAG_OWNER, TAG_UID
 from reconciler.model.specs import CloudSpec
 from reconciler.providers.base import Provider, ProviderContext
-from reconciler.providers.catalog import build_offers, catalog_for, inline_source
+from reconciler.providers.catalog import CloudPrices, build_offers, catalog_for, require_offer
 from reconciler.providers.libvirt.config import parse_config
 from reconciler.providers.libvirt.domxml import KIB_PER_GIB, DomainView, parse_domain
 from reconciler.providers.libvirt.errors import is_absent
@@ -72,25 +72,13 @@ class LibvirtBase(Provider):
         self.catalog = catalog_for(cloud)
         self._offers = build_offers(cloud, self.catalog)
         self._offer_by_name: dict[str, Offer] = {o.name: o for o in self._offers}
-        self.price_source = self.catalog.source if self.catalog else inline_source(cloud)
-        self.price_as_of = self.catalog.as_of if self.catalog else ""
-        block = cloud.pricing.block_storage_per_gib_month
-        if block is None:
-            block = self.catalog.block_storage_per_gib_month if self.catalog else 0.0
-        self.block_per_gib_month = block
+        self.prices = CloudPrices.of(cloud, self.catalog)
         #: Serializes placement (choose a host, then define on it) across threads.
         self.placement = threading.RLock()
 
     # -- checks ----------------------------------------------------------------------
     def _offer(self, instance_type: str) -> Offer:
-        offer = self._offer_by_name.get(instance_type)
-        if offer is None:
-            raise PermanentError(
-                f"unknown instance type '{instance_type}' (this cloud offers: "
-                f"{', '.join(sorted(self._offer_by_name)) or 'none'})",
-                cloud=self.cloud.name,
-                reason="UnknownInstanceType",
-            )
+        offer = require_offer(self._offer_by_name, instance_type, self.cloud.name)
         if offer.gpus > 0:
             raise PermanentError(
                 f"instance type {instance_type} needs GPUs; the libvirt driver does not "
@@ -101,7 +89,7 @@ class LibvirtBase(Provider):
         return offer
 
     def _mine(self, view: DomainView) -> bool:
-        return view.tags is not None and view.tags.get(TAG_OWNER) == self.context.owner
+        return view.tags is not None and self.owns(view.tags)
 
     # -- domain reads ----------------------------------------------------------------
     def _domains(self, host: Host) -> list[Found]:
@@ -143,12 +131,7 @@ class LibvirtBase(Provider):
         if found is None:
             return None
         if not self._mine(found.view) or found.view.ledger:
-            raise PermanentError(
-                f"VM {external_id} is not managed by '{self.context.owner}' (its domain has "
-                "no matching reconciler owner metadata); refusing to touch it",
-                cloud=self.cloud.name,
-                reason="NotManaged",
-            )
+            raise self.not_managed("VM", external_id, "reconciler owner metadata in its domain")
         return found
 
     def _existing(self, external_id: str) -> Found:

@@ -70,22 +70,11 @@ class LibvirtProvider(LibvirtBuckets):
             caps.add(Capability.VOLUMES)
         if self.cloud.object_storage is not None:
             caps |= {Capability.BUCKETS, Capability.BUCKET_VERSIONING}
-        catalog = self.catalog
-        pricing = self.cloud.pricing
-        return CloudInfo(
-            name=self.cloud.name,
-            provider=self.provider_name,
-            region=self.cloud.region,
-            labels=dict(self.cloud.labels),
-            capabilities=frozenset(caps),
-            capacity=capacity,
-            price_source=self.price_source,
-            price_as_of=self.price_as_of,
-            egress_per_gib=pricing.egress_per_gib
-            if pricing.egress_per_gib is not None
-            else (catalog.egress_per_gib if catalog else 0.0),
-            block_storage_per_gib_month=self.block_per_gib_month,
-            object_storage_per_gib_month=self.object_per_gib_month,
+        return self.prices.cloud_info(
+            self.cloud,
+            self.provider_name,
+            frozenset(caps),
+            capacity,
             extra={"hosts": str(len(self.hosts)), "pool": self.config.pool},
         )
 

@@ -71,7 +71,7 @@ class LibvirtVolumes(LibvirtBase):
             size_gib=size_gib,
             volume_class=entry.volume_class,
             attached_to=attached.get(entry.name),
-            price_per_hour=size_gib * self.block_per_gib_month / HOURS_PER_MONTH,
+            price_per_hour=size_gib * self.prices.block_per_gib_month / HOURS_PER_MONTH,
             tags=dict(entry.tags),
         )
 
@@ -107,12 +107,7 @@ class LibvirtVolumes(LibvirtBase):
         for host in self.hosts:
             with host.session("look up volume") as conn:
                 if name in self._pool(conn).listVolumes():
-                    raise PermanentError(
-                        f"volume {external_id} is not managed by '{self.context.owner}' "
-                        "(not in its volume ledger); refusing to touch it",
-                        cloud=self.cloud.name,
-                        reason="NotManaged",
-                    )
+                    raise self.not_managed("volume", external_id, "entry in the volume ledger")
         return None
 
     # -- create / delete -------------------------------------------------------------

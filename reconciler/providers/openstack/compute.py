@@ -11,7 +11,6 @@ from reconciler.model.keys import TAG_OWNER, TAG_UID
 from reconciler.model.observed import ObservedVM
 from reconciler.model.specs import PowerState
 from reconciler.providers.base import VMRequest, VMUpdate
-from reconciler.providers.catalog import build_offers
 from reconciler.providers.openstack.core import OpenStackBase
 from reconciler.providers.openstack.errors import NO_VALID_HOST
 from reconciler.providers.openstack.tags import (
@@ -49,15 +48,15 @@ class ComputeMixin(OpenStackBase):
         """
         flavors = self.flavors()
         result = []
-        for offer in build_offers(self.cloud, self.catalog):
+        for offer in self.priced.values():
             flavor = flavors.get(offer.name)
             if flavor is not None:
                 result.append(replace(offer, vcpus=flavor.vcpus, memory_gib=flavor.ram / 1024))
         return result
 
     def _offer_price(self, name: str) -> float:
-        prices = {o.name: o.price_per_hour for o in build_offers(self.cloud, self.catalog)}
-        return prices.get(name, 0.0)
+        offer = self.priced.get(name)
+        return offer.price_per_hour if offer is not None else 0.0
 
     # -- reading servers ----------------------------------------------------------------
     def vm_of(self, server: Any) -> ObservedVM:
@@ -162,9 +161,7 @@ class ComputeMixin(OpenStackBase):
 
     def _flavor(self, instance_type: str) -> Any:
         flavor = self.flavors().get(instance_type)
-        if flavor is None or instance_type not in {
-            o.name for o in build_offers(self.cloud, self.catalog)
-        }:
+        if flavor is None or instance_type not in self.priced:
             raise PermanentError(
                 f"unknown instance type '{instance_type}' (no priced Nova flavor of that name)",
                 cloud=self.name,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
+from reconciler.model.cloud import Offer
 from reconciler.model.errors import PermanentError, TransientError
-from reconciler.model.keys import HOURS_PER_MONTH, TAG_OWNER
+from reconciler.model.keys import HOURS_PER_MONTH
 from reconciler.model.specs import CloudSpec
 from reconciler.providers.base import Provider, ProviderContext
-from reconciler.providers.catalog import Catalog, catalog_for
+from reconciler.providers.catalog import Catalog, CloudPrices, build_offers, catalog_for
 from reconciler.providers.openstack.connect import LazyConnection, validate_settings
 from reconciler.providers.openstack.errors import edge, is_not_found
 
@@ -26,6 +27,9 @@ class OpenStackBase(Provider):
         super().__init__(cloud, context)
         self.settings = validate_settings(cloud)
         self.catalog: Catalog | None = catalog_for(cloud)
+        self.prices = CloudPrices.of(cloud, self.catalog)
+        #: Catalog + inline offers by name (sizes are Nova's: see ComputeMixin.offers).
+        self.priced: dict[str, Offer] = {o.name: o for o in build_offers(cloud, self.catalog)}
         self.conn = LazyConnection(cloud, context.credentials, self.settings["interface"])
         self.wait_timeout = float(self.settings["waitTimeout"])
         self.poll_interval = float(self.settings["pollInterval"])
@@ -58,28 +62,13 @@ class OpenStackBase(Provider):
                 return None
             raise
 
-    def block_per_gib_month(self) -> float:
-        pricing = self.cloud.pricing
-        if pricing.block_storage_per_gib_month is not None:
-            return pricing.block_storage_per_gib_month
-        return self.catalog.block_storage_per_gib_month if self.catalog else 0.0
-
     def volume_price(self, size_gib: int) -> float:
-        return size_gib * self.block_per_gib_month() / HOURS_PER_MONTH
+        return size_gib * self.prices.block_per_gib_month / HOURS_PER_MONTH
 
-    def is_ours(self, tags: Mapping[str, str]) -> bool:
-        return tags.get(TAG_OWNER) == self.context.owner
-
-    def not_managed(self, kind: str, external_id: str) -> PermanentError:
-        return PermanentError(
-            f"{kind} {external_id} is not managed by '{self.context.owner}' (no matching "
-            "reconciler.dev/owner metadata); refusing to touch it",
-            cloud=self.name,
-            reason="NotManaged",
-        )
-
-    def not_found(self, kind: str, external_id: str) -> PermanentError:
-        return PermanentError(f"{kind} {external_id} not found", cloud=self.name, reason="NotFound")
+    def not_managed(
+        self, kind: str, external_id: str, mark: str = "reconciler.dev/owner metadata"
+    ) -> PermanentError:
+        return super().not_managed(kind, external_id, mark)
 
     def wait_for(self, what: str, poll: Callable[[], Any], done: Callable[[Any], bool]) -> Any:
         """Poll until ``done(poll())``; TransientError after ``waitTimeout`` seconds."""

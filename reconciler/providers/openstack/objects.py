@@ -109,7 +109,7 @@ class ObjectMixin(VolumeMixin):
             headers = self._head(name)
             if headers is not None:
                 bucket = self.bucket_of(name, headers)
-                if self.is_ours(bucket.tags):
+                if self.owns(bucket.tags):
                     result.append(bucket)
         return result
 
@@ -118,7 +118,7 @@ class ObjectMixin(VolumeMixin):
         if headers is None:
             raise self.not_found("bucket", name)
         bucket = self.bucket_of(name, headers)
-        if not self.is_ours(bucket.tags):
+        if not self.owns(bucket.tags):
             raise self.not_managed("bucket", name)
         return bucket
 
@@ -136,7 +136,7 @@ class ObjectMixin(VolumeMixin):
         headers = self._head(request.name)
         if headers is not None:
             existing = self.bucket_of(request.name, headers)
-            if existing.tags.get(TAG_UID) != tags[TAG_UID] or not self.is_ours(existing.tags):
+            if existing.tags.get(TAG_UID) != tags[TAG_UID] or not self.owns(existing.tags):
                 raise PermanentError(
                     f"bucket name '{request.name}' is already taken",
                     cloud=self.name,
@@ -169,7 +169,7 @@ class ObjectMixin(VolumeMixin):
         headers = self._head(external_id)
         if headers is None:
             return
-        if not self.is_ours(self.bucket_of(external_id, headers).tags):
+        if not self.owns(self.bucket_of(external_id, headers).tags):
             raise self.not_managed("bucket", external_id)
         what = f"deleting container {external_id} (it must be empty of objects and versions)"
         self._request("DELETE", external_id, what, conflict="BucketNotEmpty")
@@ -180,6 +180,6 @@ class ObjectMixin(VolumeMixin):
         if headers is None:
             return False
         bucket = self.bucket_of(name, headers)
-        if self.is_ours(bucket.tags):
+        if self.owns(bucket.tags):
             self._request("POST", name, f"forgetting container {name}", swift_removal(bucket.tags))
         return True

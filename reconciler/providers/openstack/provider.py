@@ -10,7 +10,6 @@ from __future__ import annotations
 from reconciler.model.cloud import Capability, CloudInfo
 from reconciler.model.keys import TAG_UID
 from reconciler.model.observed import CloudInventory, Observed
-from reconciler.providers.catalog import inline_source
 from reconciler.providers.openstack.objects import ObjectMixin
 from reconciler.providers.openstack.tags import META_OWNER, META_UID, our_metadata_keys
 
@@ -25,25 +24,11 @@ class OpenStackProvider(ObjectMixin):
         return _COMPUTE_CAPS | self.swift_capabilities()
 
     def describe(self) -> CloudInfo:
-        pricing, catalog = self.cloud.pricing, self.catalog
-        egress = pricing.egress_per_gib
-        objects = pricing.object_storage_per_gib_month
-        return CloudInfo(
-            name=self.name,
-            provider=self.provider_name,
-            region=self.cloud.region,
-            labels=dict(self.cloud.labels),
-            capabilities=self.capabilities,
-            capacity=self.cloud.capacity,
-            price_source=catalog.source if catalog else inline_source(self.cloud),
-            price_as_of=catalog.as_of if catalog else "",
-            egress_per_gib=egress
-            if egress is not None
-            else (catalog.egress_per_gib if catalog else 0.0),
-            block_storage_per_gib_month=self.block_per_gib_month(),
-            object_storage_per_gib_month=objects
-            if objects is not None
-            else (catalog.object_storage_per_gib_month if catalog else 0.0),
+        return self.prices.cloud_info(
+            self.cloud,
+            self.provider_name,
+            self.capabilities,
+            self.cloud.capacity,
             extra={"endpoint": self.cloud.endpoint, "interface": self.settings["interface"]},
         )
 

@@ -10,7 +10,7 @@ from reconciler.model.keys import HOURS_PER_MONTH, TAG_UID
 from reconciler.model.observed import Observed, ObservedBucket, ObservedVM, ObservedVolume
 from reconciler.model.specs import CloudSpec, PowerState, Simulation
 from reconciler.providers.base import Provider, ProviderContext
-from reconciler.providers.catalog import build_offers, catalog_for, inline_source
+from reconciler.providers.catalog import CloudPrices, build_offers, catalog_for, require_offer
 from reconciler.providers.sim.chaos import Chaos
 from reconciler.providers.sim.records import BUCKET, VM, VOLUME, SimResource, bucket_key
 from reconciler.providers.sim.world import SimWorld, get_world
@@ -47,13 +47,7 @@ class SimBase(Provider):
         self._offer_by_name: dict[str, Offer] = {o.name: o for o in self._offers}
         self.capabilities = parse_capabilities(cloud)
         self.chaos = Chaos(cloud, self.world)
-        pricing = cloud.pricing
-        block = pricing.block_storage_per_gib_month
-        if block is None:
-            block = self.catalog.block_storage_per_gib_month if self.catalog else 0.0
-        self.block_per_gib_month = block
-        self.price_source = self.catalog.source if self.catalog else inline_source(cloud)
-        self.price_as_of = self.catalog.as_of if self.catalog else ""
+        self.prices = CloudPrices.of(cloud, self.catalog)
 
     # -- checks --------------------------------------------------------------------
     def _need(self, capability: Capability, what: str) -> None:
@@ -66,14 +60,7 @@ class SimBase(Provider):
             )
 
     def _offer(self, instance_type: str) -> Offer:
-        offer = self._offer_by_name.get(instance_type)
-        if offer is None:
-            raise PermanentError(
-                f"unknown instance type '{instance_type}' (this cloud offers: "
-                f"{', '.join(sorted(self._offer_by_name)) or 'none'})",
-                cloud=self.cloud.name,
-                reason="UnknownInstanceType",
-            )
+        offer = require_offer(self._offer_by_name, instance_type, self.cloud.name)
         if offer.gpus > 0:
             self._need(Capability.GPUS, f"instance type {instance_type} (GPUs)")
         return offer
@@ -85,12 +72,7 @@ class SimBase(Provider):
         if rec is None or rec.cloud != self.cloud.name or rec.kind != kind:
             return None
         if rec.owner != self.context.owner:
-            raise PermanentError(
-                f"{kind} {external_id} is not managed by '{self.context.owner}' "
-                "(it has no matching reconciler.dev/owner tag); refusing to touch it",
-                cloud=self.cloud.name,
-                reason="NotManaged",
-            )
+            raise self.not_managed(kind, external_id)
         return rec
 
     def _existing(self, external_id: str, kind: str) -> SimResource:
@@ -173,7 +155,7 @@ class SimBase(Provider):
                 size_gib=rec.size_gib,
                 volume_class=rec.volume_class,
                 attached_to=rec.attached_to,
-                price_per_hour=rec.size_gib * self.block_per_gib_month / HOURS_PER_MONTH,
+                price_per_hour=rec.size_gib * self.prices.block_per_gib_month / HOURS_PER_MONTH,
                 tags=dict(rec.tags),
             )
         assert rec.kind == BUCKET

@@ -47,24 +47,11 @@ class SimProvider(SimStorage):
                 if cap.instances is None
                 else max(0, cap.instances - total.instances + ours.instances),
             )
-        pricing = self.cloud.pricing
-        catalog = self.catalog
-        return CloudInfo(
-            name=self.cloud.name,
-            provider=self.provider_name,
-            region=self.cloud.region,
-            labels=dict(self.cloud.labels),
-            capabilities=self.capabilities,
-            capacity=capacity,
-            price_source=self.price_source,
-            price_as_of=self.price_as_of,
-            egress_per_gib=pricing.egress_per_gib
-            if pricing.egress_per_gib is not None
-            else (catalog.egress_per_gib if catalog else 0.0),
-            block_storage_per_gib_month=self.block_per_gib_month,
-            object_storage_per_gib_month=pricing.object_storage_per_gib_month
-            if pricing.object_storage_per_gib_month is not None
-            else (catalog.object_storage_per_gib_month if catalog else 0.0),
+        return self.prices.cloud_info(
+            self.cloud,
+            self.provider_name,
+            self.capabilities,
+            capacity,
             simulated=True,
             extra={
                 "simulator": "reconciler sim (not a real cloud)",
