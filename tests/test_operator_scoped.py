@@ -13,6 +13,7 @@ from reconciler.executor.engine import Settings, apply
 from reconciler.executor.runner import ActionEvent
 from reconciler.executor.world import World
 from reconciler.model.keys import ResourceKey
+from reconciler.model.observed import Inventory
 from reconciler.model.plan import Action, ActionType, Plan
 from reconciler.operator.baseline import Baseline
 from reconciler.operator.clouds import CloudProviders
@@ -174,6 +175,16 @@ def test_scope_closes_over_sets_and_volumes(tmp_path: Path) -> None:
     assert ResourceKey("VirtualMachineSet", NS, "web") in scope.keys
     assert ResourceKey("VirtualMachine", NS, "web-0") in scope.keys
     assert scope_for([cloud().key], rig.cache, baseline) is None
+
+
+def test_scope_follows_the_volumes_a_vm_lists(tmp_path: Path) -> None:
+    data = obj("Volume", "data", {"sizeGiB": 10})
+    rig = Rig(tmp_path, cloud(), vm("db", volumes=["data"]), vm("other"), data)
+    baseline = Baseline(World({}, {}, {}, Inventory()))
+    expected = {"Volume/team/data", "VirtualMachine/team/db"}
+    for dirty in (ResourceKey("VirtualMachine", NS, "db"), data.key):
+        scope = scope_for([dirty], rig.cache, baseline)
+        assert scope is not None and {str(k) for k in scope.keys} == expected
 
 
 def test_too_large_a_scope_needs_a_full_pass(tmp_path: Path) -> None:

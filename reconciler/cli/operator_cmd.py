@@ -1,18 +1,23 @@
-"""`reconciler operator` and the cluster side of `reconciler plan --cluster`."""
+"""`reconciler operator` and the cluster side of `reconciler plan --cluster`.
+
+The operator package (Kubernetes client, Prometheus, controller) is imported only when
+one of these runs, not at every CLI start-up.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from reconciler.cli.options import DEFAULT_STATE, report_errors
 from reconciler.executor.engine import Settings
-from reconciler.operator.kube import KubeError
-from reconciler.operator.preview import ClusterPlan, plan_from_cluster
-from reconciler.operator.run import OperatorOptions, run_operator
+
+if TYPE_CHECKING:
+    from reconciler.operator.preview import ClusterPlan
 
 KUBECONFIG = click.option(
     "--kubeconfig",
@@ -101,6 +106,9 @@ def operator_command(
     log_format: str,
 ) -> None:
     """Run the Kubernetes operator: reconcile reconciler.dev objects continuously."""
+    from reconciler.operator.kube import KubeError
+    from reconciler.operator.run import OperatorOptions, run_operator
+
     opts = OperatorOptions(
         state_dir=state_dir or Path(os.environ.get("RECONCILER_STATE", DEFAULT_STATE)),
         owner=owner or os.environ.get("RECONCILER_OWNER", "reconciler"),
@@ -131,6 +139,9 @@ def cluster_plan(
     settings: Settings, namespace: str, kubeconfig: str | None, kube_context: str | None
 ) -> ClusterPlan:
     """The operator's next plan; Kubernetes API errors become a clear message."""
+    from reconciler.operator.kube import KubeError
+    from reconciler.operator.preview import plan_from_cluster
+
     try:
         result = plan_from_cluster(settings, namespace, kubeconfig, kube_context)
     except KubeError as exc:

@@ -12,7 +12,6 @@ this record may get.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -38,7 +37,6 @@ class Baseline:
         self.providers = world.providers
         self.clouds = world.clouds
         self.offers = world.offers
-        self.taken_at = time.monotonic()
         self.valid = True
         self._by_key: dict[ResourceKey, tuple[Observed, ...]] = {}
         self._unkeyed: list[Observed] = []
@@ -47,9 +45,6 @@ class Baseline:
                 self._unkeyed.append(record)
             else:
                 self._by_key[record.key] = (*self._by_key.get(record.key, ()), record)
-
-    def age(self) -> float:
-        return time.monotonic() - self.taken_at
 
     def invalidate(self) -> None:
         self.valid = False

@@ -95,7 +95,6 @@ class Controller:
         self._recovered = False
         self.full = FullPassClock()
         self._waiting_for_room = False  # the last full pass left VMs unplaced
-        self.last_pass = 0.0
 
     # -- triggering -----------------------------------------------------------------
     def enqueue(self, key: ResourceKey | None = None) -> None:
@@ -249,7 +248,6 @@ class Controller:
         if self.baseline is not None:
             self.metrics.set_costs(self.baseline.cost_per_hour())
         self.metrics.observe_reconcile(time.monotonic() - started, scope)
-        self.last_pass = time.time()
         return 0.0 if acted else self.full.seconds_left()
 
     def _act(self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport) -> bool:

@@ -42,28 +42,21 @@ class ClusterDesired:
     deleting: dict[ResourceKey, CachedObject] = field(default_factory=dict)
 
 
-def _vm_fields(obj: CachedObject) -> dict[str, Any]:
+def _vm_fields(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     """The spec fields that decide protect and deletionPolicy (a set's template)."""
-    if obj.kind == "VirtualMachineSet":
-        template: dict[str, Any] = (obj.spec.get("template") or {}).get("spec") or {}
+    if kind == "VirtualMachineSet":
+        template: dict[str, Any] = (spec.get("template") or {}).get("spec") or {}
         return template
-    return obj.spec
+    return spec
 
 
-def is_paused(obj: CachedObject) -> bool:
-    return bool(obj.spec.get("paused")) or obj.annotations.get(PAUSED_ANNOTATION) == "true"
+def is_paused(obj: CachedObject, spec: dict[str, Any]) -> bool:
+    """Whether ``obj`` (whose decoded spec is ``spec``) is paused."""
+    return bool(spec.get("paused")) or obj.annotations.get(PAUSED_ANNOTATION) == "true"
 
 
-def is_protected(obj: CachedObject) -> bool:
-    return bool(_vm_fields(obj).get("protect"))
-
-
-def is_orphaned(obj: CachedObject) -> bool:
-    return _vm_fields(obj).get("deletionPolicy") == "Orphan"
-
-
-def to_raw(obj: CachedObject) -> dict[str, Any]:
-    """The object as the manifest layer reads it."""
+def to_raw(obj: CachedObject, spec: dict[str, Any]) -> dict[str, Any]:
+    """The object (with its decoded ``spec``) as the manifest layer reads it."""
     meta: dict[str, Any] = {"name": obj.name}
     if obj.namespace:
         meta["namespace"] = obj.namespace
@@ -71,16 +64,16 @@ def to_raw(obj: CachedObject) -> dict[str, Any]:
         meta["labels"] = obj.labels
     if obj.annotations:
         meta["annotations"] = obj.annotations
-    return {"apiVersion": API_VERSION, "kind": obj.kind, "metadata": meta, "spec": obj.spec}
+    return {"apiVersion": API_VERSION, "kind": obj.kind, "metadata": meta, "spec": spec}
 
 
-def _deletion_blocker(obj: CachedObject) -> str:
-    if is_protected(obj):
+def _deletion_blocker(protected: bool, paused: bool) -> str:
+    if protected:
         return (
             "deletion blocked: protect: true keeps the cloud resources; set protect: false "
             "to let the deletion proceed"
         )
-    if is_paused(obj):
+    if paused:
         return "deletion waits: the object is paused; unpause it to let the deletion proceed"
     return ""
 
@@ -110,18 +103,21 @@ def build_desired(
     blocked: dict[ResourceKey, str] = {}
     deleting: dict[ResourceKey, CachedObject] = {}
     for obj in objects:
-        key = obj.key
+        key, spec = obj.key, obj.spec  # decoded once per object and pass
+        pause = is_paused(obj, spec)
         if obj.deletion_timestamp and obj.kind in FINALIZED_KINDS - {"Cloud"}:
-            blocker = _deletion_blocker(obj)
+            fields = _vm_fields(obj.kind, spec)
+            blocker = _deletion_blocker(bool(fields.get("protect")), pause)
             if blocker:
                 blocked[key] = blocker
             else:
                 deleting[key] = obj
-                retire_as[key] = "Orphan" if is_orphaned(obj) else "Delete"
+                orphan = fields.get("deletionPolicy") == "Orphan"
+                retire_as[key] = "Orphan" if orphan else "Delete"
                 continue
-        if is_paused(obj):
+        if pause:
             paused.add(key)
-        raw.append(to_raw(obj))
+        raw.append(to_raw(obj, spec))
     versions = {
         object_label(o.kind, o.namespace, o.name): o.resource_version
         for o in objects

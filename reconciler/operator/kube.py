@@ -7,7 +7,6 @@ plain dicts is enough. The bearer token never appears in a repr, an error or a l
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import json
 import os
@@ -371,10 +370,6 @@ class KubeClient:
     def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
         """JSON merge patch (RFC 7386): null deletes a field, lists are replaced whole."""
         return self._request("PATCH", path, patch, "application/merge-patch+json")
-
-    def json_patch(self, path: str, ops: builtins.list[dict[str, Any]]) -> dict[str, Any]:
-        """JSON patch (RFC 6902); a ``test`` op makes the patch conditional."""
-        return self._request("PATCH", path, ops, "application/json-patch+json")
 
     def apply(
         self, path: str, body: dict[str, Any], field_manager: str, force: bool = True

@@ -48,25 +48,44 @@ class Scope:
     keys: set[ResourceKey]
 
 
+def _listed_volumes(vm: CachedObject | None) -> list[str]:
+    """The Volumes a VM's spec lists (the schema's items are names)."""
+    volumes = vm.spec.get("volumes") if vm is not None else None
+    return [v for v in volumes if isinstance(v, str)] if isinstance(volumes, list) else []
+
+
 class _Links:
-    """VM <-> Volume links as declared in the cached objects (both directions)."""
+    """VM <-> Volume links as declared in the cached objects (both directions).
+
+    An object's own links come from its spec; the reverse ones from one scan of the
+    cache on first use, so a VM whose scope reaches no Volume costs no scan of every VM.
+    """
 
     def __init__(self, cache: Cache) -> None:
-        self.of_vm: dict[tuple[str, str], set[str]] = defaultdict(set)
-        self.of_volume: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for vol in cache.objects("Volume"):
-            target = vol.spec.get("attachTo")
-            if isinstance(target, str):
-                self._link(vol.namespace, target, vol.name)
-        for vm in cache.objects("VirtualMachine"):
-            volumes = vm.spec.get("volumes")
-            for name in volumes if isinstance(volumes, list) else ():
-                if isinstance(name, str):  # the schema's items are names
-                    self._link(vm.namespace, vm.name, name)
+        self._cache = cache
+        self._attached: dict[tuple[str, str], set[str]] | None = None  # VM -> Volumes
+        self._listing: dict[tuple[str, str], set[str]] | None = None  # Volume -> VMs
 
-    def _link(self, ns: str, vm: str, volume: str) -> None:
-        self.of_vm[(ns, vm)].add(volume)
-        self.of_volume[(ns, volume)].add(vm)
+    def volumes_of(self, key: ResourceKey, vm: CachedObject | None) -> set[str]:
+        """The Volumes ``vm`` lists and those naming it in ``attachTo``."""
+        if self._attached is None:
+            self._attached = defaultdict(set)
+            for vol in self._cache.objects("Volume"):
+                target = vol.spec.get("attachTo")
+                if isinstance(target, str):
+                    self._attached[(vol.namespace, target)].add(vol.name)
+        return {*_listed_volumes(vm), *self._attached.get((key.namespace, key.name), ())}
+
+    def vms_of(self, key: ResourceKey, volume: CachedObject | None) -> set[str]:
+        """The VM ``volume`` names in ``attachTo`` and the VMs listing it."""
+        if self._listing is None:
+            self._listing = defaultdict(set)
+            for vm in self._cache.objects("VirtualMachine"):
+                for name in _listed_volumes(vm):
+                    self._listing[(vm.namespace, name)].add(vm.name)
+        target = volume.spec.get("attachTo") if volume is not None else None
+        own = [target] if isinstance(target, str) else []
+        return {*own, *self._listing.get((key.namespace, key.name), ())}
 
 
 def _replicas(obj: CachedObject | None, key: ResourceKey, baseline: Baseline) -> set[ResourceKey]:
@@ -98,12 +117,9 @@ def scope_for(dirty: Iterable[ResourceKey], cache: Cache, baseline: Baseline) ->
             parent = owning_set(key)
             if parent is not None and cache.get(parent) is not None:
                 work.append(parent)
-            work.extend(ResourceKey("Volume", ns, v) for v in links.of_vm.get((ns, key.name), ()))
+            work.extend(ResourceKey("Volume", ns, v) for v in links.volumes_of(key, obj))
         else:
-            work.extend(
-                ResourceKey("VirtualMachine", ns, vm)
-                for vm in links.of_volume.get((ns, key.name), ())
-            )
+            work.extend(ResourceKey("VirtualMachine", ns, vm) for vm in links.vms_of(key, obj))
     objects = [obj for obj in map(cache.get, sorted(keys)) if obj is not None]
     return Scope(objects, keys)
 

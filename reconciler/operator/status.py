@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.manifest import object_label
-from reconciler.model.keys import ResourceKey
+from reconciler.model.keys import ResourceKey, replica_key
 from reconciler.model.placement import Candidate
 from reconciler.model.plan import Action
 from reconciler.model.specs import PowerState
@@ -151,14 +151,13 @@ def _candidate(c: Candidate) -> dict[str, Any]:
 
 def set_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
     gen = obj.generation
-    key = obj.key
+    key, spec = obj.key, obj.spec
     sync = sync_condition(obj, key, rep)
-    replicas = int(obj.spec.get("replicas", 0))
-    template = (obj.spec.get("template") or {}).get("spec") or {}
+    replicas = int(spec.get("replicas", 0))
+    template = (spec.get("template") or {}).get("spec") or {}
     ready = 0
     for i in range(replicas):
-        rkey = ResourceKey("VirtualMachine", key.namespace, f"{key.name}-{i}")
-        replica = replica_status(obj, rkey, template, rep)["conditions"]
+        replica = replica_status(obj, replica_key(key, i), template, rep)["conditions"]
         ready += replica[0]["status"] == "True"
         if sync["status"] == "True":
             sync = replica[1]
@@ -296,6 +295,6 @@ def vm_signature(obj: CachedObject, rep: PassReport) -> tuple[object, ...]:
 def desired_status(obj: CachedObject, rep: PassReport, now: str) -> dict[str, Any]:
     """The status ``obj`` should have after this pass (times carried over)."""
     status = _BY_KIND[obj.kind](obj, rep)
-    old = obj.status.get("conditions") if isinstance(obj.status, dict) else None
-    status["conditions"] = merge_conditions(old or [], status["conditions"], now)
+    old = obj.status.get("conditions") or []
+    status["conditions"] = merge_conditions(old, status["conditions"], now)
     return _without_empty(status)
