@@ -103,7 +103,7 @@ def _start_openstack(state: Path) -> dict[str, Any]:
         start_new_session=True,
     )
     pids.append(child.pid)
-    _wait(lambda: info.exists(), 20, "the OpenStack fake", child)
+    _wait(info.exists, 20, "the OpenStack fake", child)
     auth_url = json.loads(info.read_text())["auth_url"]
     return {"url": auth_url, "pids": pids, "dirs": [str(swift.root)]}
 
@@ -161,6 +161,7 @@ def _libvirt_files(base: Path) -> Path:
 
 def _start_libvirt(state: Path) -> dict[str, Any]:
     import libvirt
+    from servers.process import spawn
 
     if os.geteuid() != 0:
         raise SystemExit("emulators: the private libvirtd needs root (mount namespace, qemu)")
@@ -168,12 +169,8 @@ def _start_libvirt(state: Path) -> dict[str, Any]:
         raise SystemExit("emulators: apt-get install libvirt-daemon-driver-qemu qemu-system-x86")
     base = state / "libvirt"
     script = _libvirt_files(base)
-    proc = subprocess.Popen(
-        ["unshare", "--mount", "--propagation", "private", "sh", str(script)],
-        stdout=open(base / "out.log", "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    command = ["unshare", "--mount", "--propagation", "private", "sh", str(script)]
+    proc = spawn(command, base / "out.log", start_new_session=True)
     sock = base / "sock" / "libvirt-sock"
     _wait(sock.exists, 20, "libvirtd", proc)
     uri = f"qemu+unix:///system?socket={sock}"
@@ -206,15 +203,15 @@ def _stop_libvirt(state: Path, uri: str) -> None:
 
 
 # -- process helpers ------------------------------------------------------------------------
-def _wait(ready: Any, timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        if proc.poll() is not None:
-            raise SystemExit(f"emulators: {what} exited with {proc.returncode}")
-        time.sleep(0.1)
-    raise SystemExit(f"emulators: {what} not ready in {timeout:.0f} s")
+def _wait(
+    ready: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes]
+) -> None:
+    from servers.process import wait_until
+
+    try:
+        wait_until(ready, [proc], what, timeout)
+    except RuntimeError as exc:
+        raise SystemExit(f"emulators: {exc}") from None
 
 
 def _proc_stat(pid: int) -> list[str] | None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from servers.process import stop_processes, wait_until
 
 from reconciler.model.cloud import Capability
 from reconciler.model.keys import ResourceKey, ownership_tags
@@ -69,14 +68,7 @@ class Libvirtd:
             for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
                 domain.destroy()
             conn.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        stop_processes([self.process], self.root, timeout=10)
 
 
 def alive(pid: int) -> bool:
@@ -119,18 +111,21 @@ def start_libvirtd(timeout: float = 30.0) -> Libvirtd:
         extra_groups=[] if as_root else None,
     )
     daemon = Libvirtd(root, process)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            daemon.stop()
-            raise RuntimeError(f"libvirtd exited early with status {process.returncode}")
-        if (root / "run/libvirt/libvirt-sock").exists():
-            with contextlib.suppress(libvirt.libvirtError):
-                libvirt.open(daemon.uri).close()
-                return daemon
-        time.sleep(0.1)
-    daemon.stop()
-    raise RuntimeError(f"libvirtd did not answer in {timeout:.0f} s")
+
+    def answers() -> bool:
+        if not (root / "run/libvirt/libvirt-sock").exists():
+            return False
+        with contextlib.suppress(libvirt.libvirtError):
+            libvirt.open(daemon.uri).close()
+            return True
+        return False
+
+    try:
+        wait_until(answers, [process], "libvirtd", timeout)
+    except BaseException:
+        daemon.stop()
+        raise
+    return daemon
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def _prepare(
 def _explain_sticky(prep: _Prepared) -> dict[ResourceKey, Placement]:
     """Sticky placements with the full candidate table, shared per (need, offer)."""
     tables: dict[tuple[Need, str, str], tuple[Candidate, ...]] = {}
-    groups: dict[Need, Group] = {}
+    groups: dict[Need, Group] = {g.need: g for g in prep.groups}  # reuse the filters' work
     out: dict[ResourceKey, Placement] = {}
     for key, placement in prep.sticky.placements.items():
         need = prep.sticky.needs[key]
@@ -98,12 +98,7 @@ def _greedy(prep: _Prepared, chosen: Sequence[int]) -> dict[int, tuple[Counts, i
     for _, gi in order:
         need = prep.groups[gi].need
         for offer in prep.groups[gi].fitting:
-            spread_full = (
-                need.spread_set is not None
-                and need.spread_max is not None
-                and pool.spread_used(need.spread_set, offer.cloud) >= need.spread_max
-            )
-            if not spread_full and pool.blocked(offer) is None:
+            if not pool.spread_full(need, offer.cloud) and pool.blocked(offer) is None:
                 pool.take(offer)
                 pool.add_spread(need.spread_set, offer.cloud)
                 tallies[gi][offer] = tallies[gi].get(offer, 0) + 1
@@ -113,14 +108,32 @@ def _greedy(prep: _Prepared, chosen: Sequence[int]) -> dict[int, tuple[Counts, i
     }
 
 
+def _uncoupled(prep: _Prepared) -> tuple[dict[int, tuple[Counts, int]], list[int], float]:
+    """Every uncoupled group on its cheapest option (exact), the indices of the coupled
+    groups, and the $/h fixed before any solve: sticky VMs plus those uncoupled groups."""
+    results = {gi: _cheapest(g) for gi, g in enumerate(prep.groups) if not g.coupled}
+    coupled = [gi for gi in range(len(prep.groups)) if gi not in results]
+    fixed = prep.sticky_cost + sum(
+        o.price_per_hour * n for counts, _ in results.values() for o, n in counts
+    )
+    return results, coupled, fixed
+
+
 def _finish(
-    prep: _Prepared, results: list[tuple[Counts, int]], stats: SolverStats | None
+    prep: _Prepared,
+    results: Mapping[int, tuple[Counts, int]],
+    start: float,
+    solver: str,
+    status: str,
+    variables: int = 0,
+    lp_bound_per_hour: float | None = None,
 ) -> BrokerResult:
     """Turn per-group counts into Placements/Unplaced (VMs in key order onto offers in
-    price order), then place storage."""
+    price order), place storage, and attach the solver statistics."""
     placements: dict[ResourceKey, Placement] = _explain_sticky(prep)
     unplaced: dict[ResourceKey, Unplaced] = dict(prep.sticky.unplaced)
-    for group, (counts, missing) in zip(prep.groups, results, strict=True):
+    for gi, group in enumerate(prep.groups):
+        counts, missing = results[gi]
         cands = candidates(prep.world, group, counts, missing, prep.pool)
         slots = [o for o, n in sorted(counts, key=lambda c: offer_order(c[0])) for _ in range(n)]
         reasons: dict[Offer, str] = {}
@@ -134,11 +147,16 @@ def _finish(
                 extra = (vm.note,) if vm.note else ()
                 unplaced[vm.spec.key] = Unplaced(vm.spec.key, extra + why, cands)
     storage = place_storage(prep.world, prep.inventory, placements)
+    stats = SolverStats(
+        solver=solver,
+        groups=len(prep.groups),
+        variables=variables,
+        seconds=time.perf_counter() - start,
+        objective_per_hour=sum(p.offer.price_per_hour for p in placements.values()),
+        lp_bound_per_hour=lp_bound_per_hour,
+        status=status,
+    )
     return BrokerResult(placements, unplaced, storage.placed, storage.unplaced, stats)
-
-
-def _total(result: BrokerResult) -> float:
-    return sum(p.offer.price_per_hour for p in result.placements.values())
 
 
 def place(
@@ -160,42 +178,26 @@ def place(
     """
     start = time.perf_counter()
     prep = _prepare(desired, clouds, offers, inventory, owner, occupied)
-    results: dict[int, tuple[Counts, int]] = {}
-    coupled = [gi for gi, g in enumerate(prep.groups) if g.coupled]
-    for gi, group in enumerate(prep.groups):
-        if not group.coupled:
-            results[gi] = _cheapest(group)
-    solver, status, variables = "cheapest-per-group", "optimal; no coupling constraints", 0
-    bound_extra: float | None = 0.0
-    if coupled:
-        model = build_model([prep.groups[gi] for gi in coupled], prep.pool)
-        sol = solve(model, time_limit)
-        solver, status, variables = "highs-milp", sol.status, sol.variables
-        if sol.status == "no-solution":
-            results.update(_greedy(prep, coupled))
-            status, bound_extra = "no-solution; greedy fallback", None
-        else:
-            bound_extra = lp_bound(model, sum(sol.unplaced), time_limit)
-            for gi, counts, missing in zip(coupled, sol.counts, sol.unplaced, strict=True):
-                results[gi] = (counts, missing)
-                for offer, n in counts:
-                    prep.pool.take(offer, n)
-                    prep.pool.add_spread(prep.groups[gi].need.spread_set, offer.cloud, n)
-    ordered = [results[gi] for gi in range(len(prep.groups))]
-    result = _finish(prep, ordered, None)
-    fixed = prep.sticky_cost + sum(
-        o.price_per_hour * n for gi in results if gi not in coupled for o, n in results[gi][0]
-    )
-    stats = SolverStats(
-        solver=solver,
-        groups=len(prep.groups),
-        variables=variables,
-        seconds=time.perf_counter() - start,
-        objective_per_hour=_total(result),
-        lp_bound_per_hour=None if bound_extra is None else fixed + bound_extra,
-        status=status,
-    )
-    return replace(result, stats=stats)
+    results, coupled, fixed = _uncoupled(prep)
+    if not coupled:
+        return _finish(
+            prep, results, start, "cheapest-per-group", "optimal; no coupling constraints", 0, fixed
+        )
+    model = build_model([prep.groups[gi] for gi in coupled], prep.pool)
+    sol = solve(model, time_limit)
+    if sol.status == "no-solution":
+        results.update(_greedy(prep, coupled))
+        return _finish(
+            prep, results, start, "highs-milp", "no-solution; greedy fallback", sol.variables
+        )
+    bound = lp_bound(model, sum(sol.unplaced), time_limit)
+    for gi, counts, missing in zip(coupled, sol.counts, sol.unplaced, strict=True):
+        results[gi] = (counts, missing)
+        for offer, n in counts:
+            prep.pool.take(offer, n)
+            prep.pool.add_spread(prep.groups[gi].need.spread_set, offer.cloud, n)
+    total_bound = None if bound is None else fixed + bound
+    return _finish(prep, results, start, "highs-milp", sol.status, sol.variables, total_bound)
 
 
 def place_greedy(
@@ -209,16 +211,7 @@ def place_greedy(
     start = time.perf_counter()
     prep = _prepare(desired, clouds, offers, inventory, owner)
     found = _greedy(prep, range(len(prep.groups)))
-    result = _finish(prep, [found[gi] for gi in range(len(prep.groups))], None)
-    stats = SolverStats(
-        solver="greedy",
-        groups=len(prep.groups),
-        variables=0,
-        seconds=time.perf_counter() - start,
-        objective_per_hour=_total(result),
-        status="heuristic",
-    )
-    return replace(result, stats=stats)
+    return _finish(prep, found, start, "greedy", "heuristic")
 
 
 def lp_lower_bound(
@@ -233,12 +226,9 @@ def lp_lower_bound(
     """A lower bound on place()'s $/h: sticky VMs, plus the LP relaxation of the cost
     phase with the (integer) minimum number of unplaced VMs fixed."""
     prep = _prepare(desired, clouds, offers, inventory, owner)
-    total = prep.sticky_cost
-    coupled = [g for g in prep.groups if g.coupled]
-    for group in prep.groups:
-        if not group.coupled:
-            total += sum(o.price_per_hour * n for o, n in _cheapest(group)[0])
+    _, coupled, total = _uncoupled(prep)
     if coupled:
-        bound = lp_bound(build_model(coupled, prep.pool), None, time_limit)
+        model = build_model([prep.groups[gi] for gi in coupled], prep.pool)
+        bound = lp_bound(model, None, time_limit)
         total += bound if bound is not None else 0.0
     return total

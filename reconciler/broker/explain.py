@@ -25,11 +25,11 @@ MAX_LISTED = 5
 
 def blocked_verdict(offer: Offer, need: Need, pool: Pool) -> tuple[Outcome, str]:
     """Why the solver could not use ``offer`` (more) for this need, after the solve."""
-    vm_set, limit = need.spread_set, need.spread_max
-    if vm_set is not None and limit is not None and pool.spread_used(vm_set, offer.cloud) >= limit:
+    if pool.spread_full(need, offer.cloud):
+        name = need.spread_set.name if need.spread_set else ""
         return (
             Outcome.SPREAD_LIMIT,
-            f"spread limit maxPerCloud={limit} of {vm_set.name} reached on {offer.cloud}",
+            f"spread limit maxPerCloud={need.spread_max} of {name} reached on {offer.cloud}",
         )
     why = pool.blocked(offer)
     if why is not None:
@@ -43,14 +43,24 @@ def _listed(names: list[str]) -> str:
     return f"{len(names)} cloud{'s' if len(names) != 1 else ''} ({shown}{more})"
 
 
+def _candidate(o: Offer, outcome: Outcome, detail: str) -> Candidate:
+    return Candidate(o.cloud, o.name, o.price_per_hour, outcome, detail)
+
+
 def _cloud_candidate(world: World, cloud: str, outcome: Outcome, detail: str) -> Candidate:
     offers = world.offers.get(cloud, ())
     n = len(offers)
     if not offers:
         return Candidate(cloud, "", 0.0, outcome, f"{detail} (cloud has no offers)")
-    cheapest = offers[0]
     text = f"{detail} (all {n} offer{'s' if n != 1 else ''})"
-    return Candidate(cloud, cheapest.name, cheapest.price_per_hour, outcome, text)
+    return _candidate(offers[0], outcome, text)
+
+
+def _with_rejects(world: World, group: Group, out: list[Candidate]) -> tuple[Candidate, ...]:
+    """``out`` followed by what the filters rejected, capped at MAX_CANDIDATES."""
+    out += [_cloud_candidate(world, c, oc, d) for c, oc, d in group.cloud_rejects]
+    out += [_candidate(o, oc, d) for o, oc, d in group.offer_rejects[:MAX_REJECTS]]
+    return tuple(out[:MAX_CANDIDATES])
 
 
 def candidates(
@@ -66,7 +76,7 @@ def candidates(
         detail = f"{n} of {group.size} VMs"
         if unplaced > 0 or o.price_per_hour < top:  # full: say why the rest went elsewhere
             detail += f"; then {blocked_verdict(o, group.need, pool)[1]}"
-        out.append(Candidate(o.cloud, o.name, o.price_per_hour, Outcome.CHOSEN, detail))
+        out.append(_candidate(o, Outcome.CHOSEN, detail))
     blocked: list[Candidate] = []
     dearer: list[Candidate] = []
     for o in group.fitting:
@@ -74,39 +84,25 @@ def candidates(
             continue
         if unplaced > 0 or o.price_per_hour < top:
             if len(blocked) < MAX_BLOCKED:
-                outcome, detail = blocked_verdict(o, group.need, pool)
-                blocked.append(Candidate(o.cloud, o.name, o.price_per_hour, outcome, detail))
+                blocked.append(_candidate(o, *blocked_verdict(o, group.need, pool)))
         elif len(dearer) < MAX_DEARER:
             detail = f"+${o.price_per_hour - ref:.4f}/h vs chosen"
-            dearer.append(
-                Candidate(o.cloud, o.name, o.price_per_hour, Outcome.MORE_EXPENSIVE, detail)
-            )
+            dearer.append(_candidate(o, Outcome.MORE_EXPENSIVE, detail))
         if len(blocked) >= MAX_BLOCKED and len(dearer) >= MAX_DEARER:
             break
-    out += blocked + dearer
-    out += [_cloud_candidate(world, c, oc, d) for c, oc, d, _ in group.cloud_rejects]
-    out += [
-        Candidate(o.cloud, o.name, o.price_per_hour, oc, d)
-        for o, oc, d in group.offer_rejects[:MAX_REJECTS]
-    ]
-    return tuple(out[:MAX_CANDIDATES])
+    return _with_rejects(world, group, out + blocked + dearer)
 
 
 def _not_moved(o: Offer, here: Offer, need: Need, pool: Pool) -> Candidate:
     """A cheaper offer a running VM stays away from: spread, capacity, or no cost moves."""
-    outcome, detail = blocked_verdict(o, need, pool)
-    if outcome != Outcome.SPREAD_LIMIT or o.cloud == here.cloud:
-        blocked = pool.blocked(o)
-        if blocked is not None:
-            outcome, detail = Outcome.NO_CAPACITY, blocked
-        else:
-            saving = here.price_per_hour - o.price_per_hour
-            outcome = Outcome.KEPT_RUNNING
-            detail = (
-                f"-${saving:.4f}/h, but a running VM is not moved for cost "
-                "(rebalancing decides that)"
-            )
-    return Candidate(o.cloud, o.name, o.price_per_hour, outcome, detail)
+    if o.cloud != here.cloud and pool.spread_full(need, o.cloud):
+        return _candidate(o, *blocked_verdict(o, need, pool))
+    blocked = pool.blocked(o)
+    if blocked is not None:
+        return _candidate(o, Outcome.NO_CAPACITY, blocked)
+    saving = here.price_per_hour - o.price_per_hour
+    detail = f"-${saving:.4f}/h, but a running VM is not moved for cost (rebalancing decides that)"
+    return _candidate(o, Outcome.KEPT_RUNNING, detail)
 
 
 def sticky_candidates(
@@ -114,9 +110,7 @@ def sticky_candidates(
 ) -> tuple[Candidate, ...]:
     """The table for a VM that stays where it runs: the offer it keeps, the cheaper
     offers it is not moved to and why, dearer ones, and what the filters rejected."""
-    here = Candidate(
-        offer.cloud, offer.name, offer.price_per_hour, Outcome.CHOSEN, "stays where it runs"
-    )
+    here = _candidate(offer, Outcome.CHOSEN, "stays where it runs")
     cheaper: list[Candidate] = []
     dearer: list[Candidate] = []
     for o in group.fitting:
@@ -127,16 +121,8 @@ def sticky_candidates(
             cheaper.append(_not_moved(o, offer, group.need, pool))
         elif delta >= 0 and len(dearer) < MAX_DEARER:
             detail = f"+${delta:.4f}/h vs where it runs"
-            dearer.append(
-                Candidate(o.cloud, o.name, o.price_per_hour, Outcome.MORE_EXPENSIVE, detail)
-            )
-    out = [here, *cheaper, *dearer]
-    out += [_cloud_candidate(world, c, oc, d) for c, oc, d, _ in group.cloud_rejects]
-    out += [
-        Candidate(o.cloud, o.name, o.price_per_hour, oc, d)
-        for o, oc, d in group.offer_rejects[:MAX_REJECTS]
-    ]
-    return tuple(out[:MAX_CANDIDATES])
+            dearer.append(_candidate(o, Outcome.MORE_EXPENSIVE, detail))
+    return _with_rejects(world, group, [here, *cheaper, *dearer])
 
 
 def placed_reason(group: Group, offer: Offer) -> str:
@@ -159,7 +145,7 @@ def _filter_reasons(world: World, group: Group) -> list[str]:
         where = "unreachable" if need.pin in world.desired.clouds else "not declared"
         reasons.append(f"pinned to cloud {need.pin}, which is {where}")
     by_detail: dict[tuple[Outcome, str], list[str]] = {}
-    for cloud, outcome, detail, _ in group.cloud_rejects:
+    for cloud, outcome, detail in group.cloud_rejects:
         if outcome == Outcome.PINNED_ELSEWHERE:
             continue
         by_detail.setdefault((outcome, detail), []).append(cloud)

@@ -32,7 +32,7 @@ class Group:
     vms: list[FreeVM]
     fitting: list[Offer] = field(default_factory=list)
     options: list[Offer] = field(default_factory=list)
-    cloud_rejects: list[tuple[str, Outcome, str, int]] = field(default_factory=list)
+    cloud_rejects: list[tuple[str, Outcome, str]] = field(default_factory=list)
     offer_rejects: list[tuple[Offer, Outcome, str]] = field(default_factory=list)
     largest: dict[str, tuple[float, str]] = field(default_factory=dict)
     coupled: bool = False
@@ -117,8 +117,7 @@ class Grouper:
             info = self.world.infos[cloud]
             verdict = cloud_verdict(need, policy, info, self.world.labels[cloud])
             if verdict is not None:
-                n = len(self.world.offers[cloud])
-                group.cloud_rejects.append((cloud, verdict[0], verdict[1], n))
+                group.cloud_rejects.append((cloud, *verdict))
                 continue
             fit = self._fit(cloud, need)
             group.fitting.extend(fit.fitting)

@@ -10,7 +10,6 @@ phases rather than with a big-M penalty, which would swamp the cost in the MIP g
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,10 +42,8 @@ class Model:
 class Solution:
     counts: list[Counts]
     unplaced: list[int]
-    objective: float
     status: str
     variables: int
-    seconds: float
 
 
 def build_model(groups: Sequence[Group], pool: Pool) -> Model:
@@ -143,24 +140,23 @@ def solve(model: Model, time_limit: float) -> Solution:
     minimum number of unplaced VMs and fix it. Status "no-solution" when HiGHS found
     nothing within the time limit.
     """
-    start = time.perf_counter()
     cost = np.concatenate([model.cost, np.zeros(len(model.sizes))])
     res = _run(model, cost, np.zeros(len(model.sizes)), True, None, time_limit)
     unplaced = 0
     if getattr(res, "x", None) is None:
         found = min_unplaced(model, time_limit)
         if found is None:
-            return Solution([], [], 0.0, "no-solution", model.n_x, time.perf_counter() - start)
+            return Solution([], [], "no-solution", model.n_x)
         unplaced = found
         res = _run(model, cost, model.sizes, True, (unplaced, unplaced), time_limit)
     x = getattr(res, "x", None)
     if x is None:
-        return Solution([], [], 0.0, "no-solution", model.n_x, time.perf_counter() - start)
+        return Solution([], [], "no-solution", model.n_x)
     status = "optimal" if getattr(res, "status", 1) == 0 else "time-limit"
     gap = getattr(res, "mip_gap", None)
     if gap is not None and gap > 1e-6:
         status += f" (gap {gap * 100:.3f}%)"
-    return _extract(model, np.asarray(x), status, time.perf_counter() - start)
+    return _extract(model, np.asarray(x), status)
 
 
 def lp_bound(model: Model, unplaced: int | None, time_limit: float) -> float | None:
@@ -176,7 +172,7 @@ def lp_bound(model: Model, unplaced: int | None, time_limit: float) -> float | N
     return None if fun is None else float(fun)
 
 
-def _extract(model: Model, x: np.ndarray, status: str, secs: float) -> Solution:
+def _extract(model: Model, x: np.ndarray, status: str) -> Solution:
     values = np.rint(x)
     n_groups = len(model.sizes)
     counts: list[Counts] = [[] for _ in range(n_groups)]
@@ -184,5 +180,4 @@ def _extract(model: Model, x: np.ndarray, status: str, secs: float) -> Solution:
         if values[j] > 0.5:
             counts[gi].append((offer, int(values[j])))
     unplaced = [int(values[model.n_x + g]) for g in range(n_groups)]
-    objective = float(model.cost @ values[: model.n_x])
-    return Solution(counts, unplaced, objective, status, len(values), secs)
+    return Solution(counts, unplaced, status, len(values))

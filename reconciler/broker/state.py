@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from reconciler.broker.filters import Need
 from reconciler.model.cloud import CloudInfo, Offer
 from reconciler.model.keys import ResourceKey, owning_set
 from reconciler.model.observed import ObservedVM
@@ -134,6 +135,14 @@ class Pool:
 
     def spread_used(self, vm_set: ResourceKey, cloud: str) -> int:
         return self.spread.get((vm_set, cloud), 0)
+
+    def spread_full(self, need: Need, cloud: str) -> bool:
+        """Whether ``need``'s set already has its maxPerCloud replicas on ``cloud``."""
+        return (
+            need.spread_set is not None
+            and need.spread_max is not None
+            and self.spread_used(need.spread_set, cloud) >= need.spread_max
+        )
 
     def add_spread(self, vm_set: ResourceKey | None, cloud: str, count: int = 1) -> None:
         if vm_set is not None:

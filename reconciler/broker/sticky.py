@@ -9,8 +9,8 @@ from reconciler.broker.state import Pool, World
 from reconciler.model.cloud import Capability, Offer
 from reconciler.model.keys import TAG_OWNER, ResourceKey
 from reconciler.model.observed import Inventory, ObservedVM
-from reconciler.model.placement import Candidate, Outcome, Placement, Unplaced
-from reconciler.model.specs import PowerState, VMSpec
+from reconciler.model.placement import Placement, Unplaced
+from reconciler.model.specs import PolicySpec, PowerState, VMSpec
 
 STICKY_REASON = "already running here; still allowed and fits"
 
@@ -32,10 +32,12 @@ class StickyResult:
     needs: dict[ResourceKey, Need] = field(default_factory=dict)
 
 
-def make_need(world: World, vm: VMSpec, with_volumes: set[tuple[str, str]]) -> Need | str:
-    """The grouping key of a VM, or a reason string when its policy does not exist."""
+def make_need(
+    world: World, vm: VMSpec, policy: PolicySpec | None, with_volumes: set[tuple[str, str]]
+) -> Need | str:
+    """The grouping key of a VM (``policy`` is its BrokerPolicy), or a reason string
+    when that policy does not exist."""
     ns = vm.key.namespace
-    policy = world.policy(ns, vm.policy_ref)
     if vm.policy_ref is not None and policy is None:
         return f"BrokerPolicy {ns}/{vm.policy_ref} not found"
     spread_set: ResourceKey | None = None
@@ -88,32 +90,27 @@ def observed_offer(obs: ObservedVM) -> Offer:
 
 
 class _Sticky:
-    """The pass itself; keeps the shared per-(cloud, type) candidate tuples."""
+    """The pass itself. Its placements carry no candidates: the broker adds the full
+    table once the groups are known."""
 
     def __init__(self, world: World, pool: Pool) -> None:
         self.world = world
         self.pool = pool
         self.result = StickyResult({}, [], {})
-        self._cands: dict[tuple[str, str, float], tuple[Candidate, ...]] = {}
 
     def _place(self, vm: VMSpec, need: Need, offer: Offer, reason: str) -> None:
-        ck = (offer.cloud, offer.name, offer.price_per_hour)
-        cands = self._cands.get(ck)
-        if cands is None:
-            cands = (Candidate(*ck, Outcome.CHOSEN, "stays in its current cloud"),)
-            self._cands[ck] = cands
-        self.result.placements[vm.key] = Placement(vm.key, offer, reason, True, cands)
+        self.result.placements[vm.key] = Placement(vm.key, offer, reason, True)
         self.result.needs[vm.key] = need
         self.pool.add_spread(need.spread_set, offer.cloud)
 
     def _spread_full(self, need: Need, cloud: str) -> str | None:
-        if need.spread_set is None or need.spread_max is None:
-            return None
-        if self.pool.spread_used(need.spread_set, cloud) >= need.spread_max:
+        if self.pool.spread_full(need, cloud):
             return f"spread limit maxPerCloud={need.spread_max} reached on {cloud}"
         return None
 
-    def stick(self, vm: VMSpec, need: Need, obs: ObservedVM) -> str | None:
+    def stick(
+        self, vm: VMSpec, need: Need, policy: PolicySpec | None, obs: ObservedVM
+    ) -> str | None:
         """Keep ``vm`` where it runs; returns a resize marker or a note why it cannot stay."""
         where = f"{obs.cloud}/{obs.instance_type}"
         info = self.world.infos.get(obs.cloud)
@@ -123,7 +120,6 @@ class _Sticky:
                 self._place(vm, need, observed_offer(obs), reason)
                 return None
             return f"was on {where}, but cloud {obs.cloud} is no longer declared"
-        policy = self.world.policy(need.namespace, need.policy_ref)
         verdict = cloud_verdict(need, policy, info, self.world.labels[obs.cloud])
         if verdict is not None:
             return f"was on {where}, no longer allowed there: {verdict[1]}"
@@ -165,7 +161,8 @@ def sticky_pass(world: World, pool: Pool, inventory: Inventory, owner: str) -> S
     state = _Sticky(world, pool)
     deferred: list[tuple[VMSpec, Need, ObservedVM, str]] = []
     for vm in sorted(desired.vms.values(), key=lambda v: v.key):
-        need = make_need(world, vm, with_volumes)
+        policy = world.policy(vm.key.namespace, vm.policy_ref)
+        need = make_need(world, vm, policy, with_volumes)
         if isinstance(need, str):
             state.result.unplaced[vm.key] = Unplaced(vm.key, (need,))
             continue
@@ -173,7 +170,7 @@ def sticky_pass(world: World, pool: Pool, inventory: Inventory, owner: str) -> S
         if obs is None:
             state.result.free.append(FreeVM(vm, need))
             continue
-        note = state.stick(vm, need, obs)
+        note = state.stick(vm, need, policy, obs)
         if vm.key in state.result.placements:
             continue
         if note is not None:

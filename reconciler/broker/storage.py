@@ -19,6 +19,13 @@ class StorageResult:
     placed: dict[ResourceKey, StoragePlacement] = field(default_factory=dict)
     unplaced: dict[ResourceKey, Unplaced] = field(default_factory=dict)
 
+    def record(self, key: ResourceKey, got: StoragePlacement | str) -> None:
+        """A placement, or the reason (a string) why there is none."""
+        if isinstance(got, str):
+            self.unplaced[key] = Unplaced(key, (got,))
+        else:
+            self.placed[key] = got
+
 
 def _existing(keys: list[tuple[ResourceKey | None, str]]) -> dict[ResourceKey, list[str]]:
     found: dict[ResourceKey, list[str]] = {}
@@ -135,15 +142,8 @@ def place_storage(
     vols = _existing([(v.key, v.cloud) for v in inventory.all_volumes()])
     buckets = _existing([(b.key, b.cloud) for b in inventory.all_buckets()])
     for key in sorted(desired.volumes):
-        got = place_volume(world, desired.volumes[key], vm_placements, vm_keys, vols.get(key, []))
-        if isinstance(got, str):
-            result.unplaced[key] = Unplaced(key, (got,))
-        else:
-            result.placed[key] = got
+        vol = desired.volumes[key]
+        result.record(key, place_volume(world, vol, vm_placements, vm_keys, vols.get(key, [])))
     for key in sorted(desired.buckets):
-        got_b = place_bucket(world, desired.buckets[key], buckets.get(key, []))
-        if isinstance(got_b, str):
-            result.unplaced[key] = Unplaced(key, (got_b,))
-        else:
-            result.placed[key] = got_b
+        result.record(key, place_bucket(world, desired.buckets[key], buckets.get(key, [])))
     return result

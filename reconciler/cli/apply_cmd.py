@@ -27,11 +27,13 @@ from reconciler.executor.engine import (
     recover,
 )
 from reconciler.executor.runner import ApplyResult
+from reconciler.executor.world import World
 from reconciler.manifest import load_desired
 from reconciler.model.cloudjson import cloud_from_json
 from reconciler.model.errors import ExecutionError, PlanError
 from reconciler.model.plan import Plan
 from reconciler.model.specs import DesiredState
+from reconciler.providers.base import Provider
 
 
 def _saved_plan(paths: tuple[str, ...]) -> Plan | None:
@@ -56,23 +58,38 @@ def _confirm(auto_approve: bool) -> None:
         raise PlanError("apply cancelled; nothing was changed")
 
 
-def apply_summary(result: ApplyResult, plan: Plan) -> tuple[str, list[str]]:
-    """The line an apply ends with (counts per action type), and one line per failure."""
+def recovered_providers(desired: DesiredState, settings: Settings) -> dict[str, Provider]:
+    """The declared Clouds' providers, once the calls an interrupted apply left in flight
+    were looked up (one line printed for each)."""
+    providers = providers_for(desired, settings)
+    for note in recover(settings, providers):
+        click.echo(note)
+    return providers
+
+
+def apply_reporting(
+    plan: Plan, world: World, desired: DesiredState, settings: Settings
+) -> ApplyResult:
+    """Apply ``plan`` showing progress, then print the line an apply ends with (counts
+    per action type) and one line per failure."""
+    with ProgressReporter(len(plan.actions)) as progress:
+        result = apply(plan, world, desired, settings, progress)
     counts: dict[str, int] = {}
     by_id = {a.id: a for a in plan.actions}
     for ident in result.done:
         kind = by_id[ident].type.value
         counts[kind] = counts.get(kind, 0) + 1
     done = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing"
-    line = f"Apply finished: {done}; {len(result.failed)} failed, {len(result.skipped)} skipped."
-    return line, [f"  failed: {ident}: {err}" for ident, err in sorted(result.failed.items())]
+    click.echo(
+        f"Apply finished: {done}; {len(result.failed)} failed, {len(result.skipped)} skipped."
+    )
+    for ident, err in sorted(result.failed.items()):
+        click.echo(f"  failed: {ident}: {err}", err=True)
+    return result
 
 
 def _finish(result: ApplyResult, plan: Plan) -> None:
-    line, failures = apply_summary(result, plan)
-    click.echo(line)
-    for failure in failures:
-        click.echo(failure, err=True)
+    """Exit 1 (ExecutionError) when an action failed or a resource stayed unplaced."""
     if not result.ok:
         raise ExecutionError(
             f"{len(result.failed)} action(s) failed; run apply again to retry what is left"
@@ -87,14 +104,9 @@ def _finish(result: ApplyResult, plan: Plan) -> None:
 def _apply_saved(plan: Plan, settings: Settings) -> None:
     clouds = {c["name"]: cloud_from_json(dict(c)) for c in plan.cloud_specs}
     desired = DesiredState(clouds=clouds)
-    providers = providers_for(desired, settings)
-    for note in recover(settings, providers):
-        click.echo(note)
-    world = observe_declared(desired, settings, providers)
+    world = observe_declared(desired, settings, recovered_providers(desired, settings))
     check_fresh(plan, world, settings)
-    with ProgressReporter(len(plan.actions)) as progress:
-        result = apply(plan, world, desired, settings, progress)
-    _finish(result, plan)
+    _finish(apply_reporting(plan, world, desired, settings), plan)
 
 
 @click.command("apply")
@@ -121,16 +133,11 @@ def apply_command(
         _apply_saved(saved, settings)
         return
     desired = load_desired(list(paths), stdin=sys.stdin)
-    providers = providers_for(desired, settings)
-    for note in recover(settings, providers):
-        click.echo(note)
-    planned = make_plan(desired, settings, providers)
+    planned = make_plan(desired, settings, recovered_providers(desired, settings))
     click.echo(render_text(planned.plan.to_json(), colour=use_colour(no_color)), nl=False)
     if not planned.plan.has_changes:
         if planned.plan.unplaced:
             raise ExecutionError("some resources cannot be placed; see above")
         return
     _confirm(auto_approve)
-    with ProgressReporter(len(planned.plan.actions)) as progress:
-        result = apply(planned.plan, planned.world, desired, settings, progress)
-    _finish(result, planned.plan)
+    _finish(apply_reporting(planned.plan, planned.world, desired, settings), planned.plan)

@@ -20,13 +20,13 @@ import click
 
 from reconciler.cli.options import report_errors
 from reconciler.model.errors import ReconcilerError
+from reconciler.model.keys import HOURS_PER_MONTH
 from reconciler.providers.catalog import (
     CATALOG_DIR_ENV,
     Catalog,
     catalog_names,
     load_catalog,
     load_shipped_catalog,
-    user_catalog_dir,
 )
 from reconciler.providers.pricing import (
     NOT_REFRESHABLE,
@@ -35,7 +35,6 @@ from reconciler.providers.pricing import (
     refreshable,
 )
 
-HOURS_PER_MONTH = 730
 DEFAULT_MAX_AGE = 90
 
 CATALOG_DIR = click.option(
@@ -280,13 +279,12 @@ def refresh_command(names: tuple[str, ...], include_all: bool, catalog_dir: Path
     are still refreshed, and the exit code is 1.
     """
     failed = 0
-    target = catalog_dir or user_catalog_dir()
     for name in names or tuple(catalog_names()):
         try:
             if not refreshable(load_shipped_catalog(name)):
                 click.echo(f"{name}: {NOT_REFRESHABLE}")
                 continue
-            result = refresh_catalog(name, catalog_dir=target, include_all=include_all)
+            result = refresh_catalog(name, catalog_dir=catalog_dir, include_all=include_all)
         except (ReconcilerError, OSError, ValueError) as exc:
             failed += 1
             text = str(exc)

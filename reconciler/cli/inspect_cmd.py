@@ -18,6 +18,7 @@ from reconciler.executor.engine import observe_declared, place_declared
 from reconciler.manifest import load_desired
 from reconciler.model.errors import PlanError
 from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey
+from reconciler.model.observed import Observed
 from reconciler.model.placement import Candidate
 
 KIND_ALIASES = {
@@ -40,6 +41,18 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], co
     Console(no_color=not colour, width=None if sys.stdout.isatty() else 160).print(table)
 
 
+def _row(kind: str, record: Observed, type_: str, state: str) -> dict[str, Any]:
+    """One managed resource as ``show`` reports it."""
+    return {
+        "kind": kind,
+        "key": str(record.key),
+        "externalId": record.external_id,
+        "type": type_,
+        "state": state,
+        "pricePerHour": record.price_per_hour,
+    }
+
+
 def _inventory_rows(
     paths: tuple[str, ...], state_dir: Path | None, owner: str | None
 ) -> dict[str, Any]:
@@ -49,37 +62,19 @@ def _inventory_rows(
     for name in sorted(world.inventory.clouds):
         inv = world.inventory.clouds[name]
         rows = [
-            {
-                "kind": "VirtualMachine",
-                "key": str(vm.key),
-                "externalId": vm.external_id,
-                "type": vm.instance_type,
-                "state": vm.power_state.value,
-                "pricePerHour": vm.price_per_hour,
-            }
-            for vm in inv.vms
+            _row("VirtualMachine", vm, vm.instance_type, vm.power_state.value) for vm in inv.vms
         ]
         rows += [
-            {
-                "kind": "Volume",
-                "key": str(v.key),
-                "externalId": v.external_id,
-                "type": f"{v.size_gib} GiB {v.volume_class}",
-                "state": f"attached to {v.attached_to}" if v.attached_to else "detached",
-                "pricePerHour": v.price_per_hour,
-            }
+            _row(
+                "Volume",
+                v,
+                f"{v.size_gib} GiB {v.volume_class}",
+                f"attached to {v.attached_to}" if v.attached_to else "detached",
+            )
             for v in inv.volumes
         ]
         rows += [
-            {
-                "kind": "Bucket",
-                "key": str(b.key),
-                "externalId": b.external_id,
-                "type": "bucket",
-                "state": "versioned" if b.versioning else "",
-                "pricePerHour": b.price_per_hour,
-            }
-            for b in inv.buckets
+            _row("Bucket", b, "bucket", "versioned" if b.versioning else "") for b in inv.buckets
         ]
         total = sum(float(r["pricePerHour"]) for r in rows)
         clouds.append(

@@ -63,6 +63,21 @@ def use_colour(no_color: bool) -> bool:
     return not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
 
 
+#: What a command reports as a message instead of a traceback.
+USER_ERRORS = (ReconcilerError, OSError, ValueError)
+
+
+def echo_error(exc: Exception) -> None:
+    """Print a user error on stderr: a ManifestError as every diagnostic and a count."""
+    if isinstance(exc, ManifestError):
+        for diag in exc.diagnostics:
+            click.echo(f"error: {diag}", err=True)
+        count = len(exc.diagnostics)
+        click.echo(f"{count} error{'s' if count != 1 else ''}; nothing was changed.", err=True)
+    else:
+        click.echo(f"Error: {exc}", err=True)
+
+
 def report_errors(fn: F) -> F:
     """Every ReconcilerError becomes a clear message and exit 1; never a traceback."""
 
@@ -70,20 +85,11 @@ def report_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ManifestError as exc:
-            for diag in exc.diagnostics:
-                click.echo(f"error: {diag}", err=True)
-            count = len(exc.diagnostics)
-            click.echo(f"{count} error{'s' if count != 1 else ''}; nothing was changed.", err=True)
-            sys.exit(1)
-        except ReconcilerError as exc:
-            click.echo(f"Error: {exc}", err=True)
+        except USER_ERRORS as exc:
+            echo_error(exc)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
-        except (OSError, ValueError) as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

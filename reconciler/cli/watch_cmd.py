@@ -16,13 +16,18 @@ from types import FrameType
 import click
 import watchfiles
 
-from reconciler.cli.apply_cmd import apply_summary
-from reconciler.cli.options import PARALLELISM, common_options, settings_from, use_colour
-from reconciler.cli.progress import ProgressReporter
+from reconciler.cli.apply_cmd import apply_reporting, recovered_providers
+from reconciler.cli.options import (
+    PARALLELISM,
+    USER_ERRORS,
+    common_options,
+    echo_error,
+    settings_from,
+    use_colour,
+)
 from reconciler.cli.render.text import render_text
-from reconciler.executor.engine import Settings, apply, make_plan, providers_for, recover
+from reconciler.executor.engine import Settings, make_plan, providers_for
 from reconciler.manifest import load_desired
-from reconciler.model.errors import ManifestError, ReconcilerError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -67,29 +72,18 @@ def run_cycle(paths: Sequence[str], settings: Settings, do_apply: bool, colour: 
     """
     try:
         desired = load_desired(list(paths))
-        providers = providers_for(desired, settings)
         if do_apply:
-            for note in recover(settings, providers):
-                click.echo(note)
+            providers = recovered_providers(desired, settings)
+        else:
+            providers = providers_for(desired, settings)
         planned = make_plan(desired, settings, providers)
         click.echo(render_text(planned.plan.to_json(), colour=colour), nl=False)
         if not do_apply or not planned.plan.has_changes:
             return not planned.plan.unplaced
-        with ProgressReporter(len(planned.plan.actions)) as progress:
-            result = apply(planned.plan, planned.world, desired, settings, progress)
-    except ManifestError as exc:
-        for diag in exc.diagnostics:
-            click.echo(f"error: {diag}", err=True)
-        n = len(exc.diagnostics)
-        click.echo(f"{n} error{'s' if n != 1 else ''}; nothing was changed.", err=True)
+        result = apply_reporting(planned.plan, planned.world, desired, settings)
+    except USER_ERRORS as exc:
+        echo_error(exc)
         return False
-    except (ReconcilerError, OSError, ValueError) as exc:
-        click.echo(f"Error: {exc}", err=True)
-        return False
-    line, failures = apply_summary(result, planned.plan)
-    click.echo(line)
-    for failure in failures:
-        click.echo(failure, err=True)
     return result.ok and not planned.plan.unplaced
 
 

@@ -45,7 +45,7 @@ class Resolver:
 Call = Callable[[Provider, Action, Resolver], Observed | None]
 
 
-def _vm_request(params: Mapping[str, Any]) -> VMRequest:
+def vm_request(params: Mapping[str, Any]) -> VMRequest:
     return VMRequest(
         name=params["name"],
         instance_type=params["instanceType"],
@@ -57,7 +57,7 @@ def _vm_request(params: Mapping[str, Any]) -> VMRequest:
 
 
 def _vm_create(p: Provider, a: Action, r: Resolver) -> Observed | None:
-    return p.create_vm(_vm_request(a.params))
+    return p.create_vm(vm_request(a.params))
 
 
 def _vm_update(p: Provider, a: Action, r: Resolver) -> Observed | None:

@@ -44,10 +44,8 @@ class Settings:
     state_dir: Path
     owner: str = "reconciler"
     parallelism: int = 8
-    #: Resolved Cloud credentials by Cloud name (the operator reads them from Secrets).
-    credentials: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
     #: Resolves the credentials of the declared Clouds when providers are built (the CLI
-    #: reads Secrets from files or the environment); ``credentials`` wins per Cloud.
+    #: reads Secrets from files or the environment); None: no credentials.
     credential_source: CredentialSource | None = field(default=None, repr=False)
 
     @property
@@ -73,8 +71,7 @@ def now_iso() -> str:
 
 def providers_for(desired: DesiredState, settings: Settings) -> dict[str, Provider]:
     source = settings.credential_source
-    resolved = dict(source(desired.clouds)) if source is not None else {}
-    resolved.update(settings.credentials)
+    resolved = source(desired.clouds) if source is not None else None
     return build_providers(desired.clouds, settings.context, resolved)
 
 
@@ -85,11 +82,9 @@ def observe_declared(
     return observe(providers if providers is not None else providers_for(desired, settings))
 
 
-def place_declared(
-    desired: DesiredState, settings: Settings, providers: dict[str, Provider] | None = None
-) -> tuple[World, BrokerResult]:
+def place_declared(desired: DesiredState, settings: Settings) -> tuple[World, BrokerResult]:
     """Observe every declared cloud and place every declared resource."""
-    world = observe_declared(desired, settings, providers)
+    world = observe_declared(desired, settings)
     return world, place(desired, world.clouds, world.offers, world.inventory, owner=settings.owner)
 
 
@@ -181,8 +176,9 @@ def resolve_in_flight(items: Sequence[InFlight], providers: Mapping[str, Provide
 def recover(settings: Settings, providers: dict[str, Provider]) -> list[str]:
     """Resolve the calls an interrupted apply (local journal) left in flight."""
     path = settings.journal_path
-    notes = resolve_in_flight(read_in_flight(path), providers)
-    close_interrupted(path)
+    in_flight = read_in_flight(path)
+    notes = resolve_in_flight(in_flight, providers)
+    close_interrupted(path, in_flight)
     return notes
 
 

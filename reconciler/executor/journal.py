@@ -13,6 +13,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -156,11 +157,10 @@ def read_in_flight(path: Path) -> list[InFlight]:
     ]
 
 
-def close_interrupted(path: Path) -> None:
-    """Mark every interrupted apply as ended once its in-flight calls were resolved."""
-    if not path.exists():
-        return
-    plans = {f.plan_id for f in read_in_flight(path)}
+def close_interrupted(path: Path, in_flight: Sequence[InFlight]) -> None:
+    """Mark the applies ``in_flight`` (read by ``read_in_flight``) as ended once their
+    in-flight calls were resolved."""
+    plans = {f.plan_id for f in in_flight}
     if not plans:
         return
     _end_torn_line(path)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from reconciler.executor.dispatch import Resolver, call_for
+from reconciler.executor.dispatch import Resolver, call_for, vm_request
 from reconciler.executor.journal import JournalSink
 from reconciler.executor.retry import RetryPolicy, call_with_retry
 from reconciler.model.errors import ProviderError, TransientError
@@ -120,22 +120,12 @@ class _Run:
 
     def _dispatch(self, action: Action) -> Observed | None:
         provider = self.providers[action.cloud]
-        if action.type is ActionType.REPLACE:
-            as_create = Action(
-                action.id,
-                ActionType.CREATE,
-                action.key,
-                action.cloud,
-                action.reason,
-                params=action.params,
-            )
-            create = call_for(as_create)
-            created = self._provider_call(
-                action, action.cloud, lambda: create(provider, as_create, self.resolver)
-            )
+        if action.type is ActionType.REPLACE:  # a VM: create in the target, delete the source
+            request = vm_request(action.params)
+            created = self._provider_call(action, action.cloud, lambda: provider.create_vm(request))
             source = self.providers[str(action.params["fromCloud"])]
             old_id = str(action.params["fromExternalId"])
-            self._provider_call(action, source.cloud.name, lambda: _delete_vm(source, old_id))
+            self._provider_call(action, source.cloud.name, lambda: source.delete_vm(old_id))
             return created
         call = call_for(action)
         return self._provider_call(
@@ -215,10 +205,6 @@ class _Run:
         external_id = observed.external_id if observed is not None else None
         self.emit(ActionEvent(action, "done", "", external_id, seconds, observed))
         return True
-
-
-def _delete_vm(provider: Provider, external_id: str) -> None:
-    provider.delete_vm(external_id)
 
 
 def split_waves(actions: Sequence[Action]) -> tuple[list[Action], list[Action]]:

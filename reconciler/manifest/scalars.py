@@ -49,8 +49,3 @@ def typed_value(tag: str, text: str) -> Any:
 def plain_tag(text: str) -> str:
     """The tag YAML 1.1 gives a plain (unquoted) scalar."""
     return str(_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)))
-
-
-def plain_value(text: str) -> Any:
-    """The Python value of a plain scalar."""
-    return typed_value(plain_tag(text), text)

@@ -49,9 +49,8 @@ def cloud_from_json(raw: dict[str, Any]) -> CloudSpec:
     if simulation is not None:
         simulation = dict(simulation)
         faults = dict(simulation.get("faults") or {})
-        for name in ("operations",):
-            if name in faults:
-                faults[name] = tuple(faults[name])
+        if "operations" in faults:
+            faults["operations"] = tuple(faults["operations"])
         simulation["faults"] = FaultInjection(**faults)
         if "capabilities" in simulation:
             simulation["capabilities"] = tuple(simulation["capabilities"])

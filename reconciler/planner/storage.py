@@ -12,7 +12,7 @@ from reconciler.model.specs import BucketSpec, VolumeSpec
 from reconciler.planner.collect import Collector
 from reconciler.planner.diff import field_changes
 from reconciler.planner.inputs import PlanInput
-from reconciler.planner.vms import VMTarget
+from reconciler.planner.vms import VMTarget, cloud_name
 
 
 def _volume_price(inp: PlanInput, cloud: str, size_gib: int) -> float:
@@ -65,7 +65,7 @@ def _plan_volume(
             f"not present; {placed.reason}",
             price_after=price,
             params={
-                "name": f"{spec.key.namespace}-{spec.key.name}"[:63],
+                "name": cloud_name(spec.key),
                 "sizeGiB": spec.size_gib,
                 "class": spec.volume_class,
                 "tags": ownership_tags(

@@ -25,7 +25,8 @@ class VMTarget:
     action_id: str | None
 
 
-def cloud_vm_name(key: ResourceKey) -> str:
+def cloud_name(key: ResourceKey) -> str:
+    """The name a VM or volume gets in its cloud: ``<namespace>-<name>``, at most 63."""
     return f"{key.namespace}-{key.name}"[:63]
 
 
@@ -110,7 +111,7 @@ def _create_params(
     col: Collector, spec: VMSpec, placement: Placement, uid: str
 ) -> dict[str, object]:
     return {
-        "name": cloud_vm_name(spec.key),
+        "name": cloud_name(spec.key),
         "instanceType": placement.offer.name,
         "image": spec.image or "",
         "powerState": spec.power_state.value,

@@ -10,7 +10,7 @@ created in the last few minutes. Anything else under that name is ``NameTaken``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,26 @@ def client_config() -> Config:
         read_timeout=10,
         max_pool_connections=16,
     )
+
+
+def boto_session(credentials: Mapping[str, str], region: str) -> boto3.session.Session:
+    """A boto3 session from accessKeyId/secretAccessKey[/sessionToken]; the default
+    credential chain for whatever is not given."""
+    return boto3.session.Session(
+        aws_access_key_id=credentials.get("accessKeyId") or None,
+        aws_secret_access_key=credentials.get("secretAccessKey") or None,
+        aws_session_token=credentials.get("sessionToken") or None,
+        region_name=region,
+    )
+
+
+def s3_client(session: boto3.session.Session, endpoint: str | None) -> Any:
+    """An S3 client on ``endpoint`` (None: AWS S3); other endpoints get path-style
+    addressing (S3-compatible stores rarely serve bucket subdomains)."""
+    config = client_config()
+    if endpoint:
+        config = config.merge(Config(s3={"addressing_style": "path"}))
+    return session.client("s3", endpoint_url=endpoint or None, config=config)
 
 
 class S3BucketStore:
@@ -85,16 +105,7 @@ class S3BucketStore:
                 cloud=cloud.name,
                 reason="MissingCredentials",
             )
-        session = boto3.session.Session(
-            aws_access_key_id=key or None,
-            aws_secret_access_key=secret or None,
-            aws_session_token=credentials.get("sessionToken") or None,
-            region_name=region,
-        )
-        config = client_config()
-        if endpoint:
-            config = config.merge(Config(s3={"addressing_style": "path"}))
-        client = session.client("s3", endpoint_url=endpoint or None, config=config)
+        client = s3_client(boto_session(credentials, region), endpoint)
         return cls(cloud.name, owner, client, price_per_gib_month, None if endpoint else region)
 
     # -- reading -------------------------------------------------------------------
@@ -127,11 +138,14 @@ class S3BucketStore:
             total += sum(int(o.get("Size", 0)) for o in page.get("Contents", []))
         return total / 2**30 * self.price_per_gib_month / HOURS_PER_MONTH
 
-    def _observe(self, name: str, tags: Mapping[str, str]) -> ObservedBucket:
+    def _observe(
+        self, name: str, tags: Mapping[str, str], versioning: bool | None = None
+    ) -> ObservedBucket:
+        """The bucket as observed (``versioning``: already known, else read)."""
         return ObservedBucket(
             cloud=self.cloud,
             external_id=name,
-            versioning=self._versioning(name),
+            versioning=self._versioning(name) if versioning is None else versioning,
             price_per_hour=self._price(name),
             tags=dict(tags),
         )
@@ -148,22 +162,23 @@ class S3BucketStore:
                 return None
             raise
 
+    def _managed(self) -> Iterator[tuple[str, dict[str, str]]]:
+        """(name, tags) of every bucket whose tags carry our owner."""
+        for name in self._names():
+            tags = self._readable_tags(name)
+            if tags is not None and self._mine(tags):
+                yield name, tags
+
     def list_managed(self) -> list[ObservedBucket]:
         """Every bucket whose tags carry our owner. Never mutates."""
         with mapped(self.cloud, "list buckets"):
-            result = []
-            for name in self._names():
-                tags = self._readable_tags(name)
-                if tags is not None and self._mine(tags):
-                    result.append(self._observe(name, tags))
-            return result
+            return [self._observe(name, tags) for name, tags in self._managed()]
 
     def find_by_uid(self, uid: str) -> ObservedBucket | None:
         """Our bucket tagged with ``uid``, if any. Never mutates."""
         with mapped(self.cloud, "find bucket"):
-            for name in self._names():
-                tags = self._readable_tags(name)
-                if tags is not None and self._mine(tags) and tags.get(TAG_UID) == uid:
+            for name, tags in self._managed():
+                if tags.get(TAG_UID) == uid:
                     return self._observe(name, tags)
         return None
 
@@ -238,21 +253,19 @@ class S3BucketStore:
             if current != tags:
                 self._put_tags(name, tags)
             self._set_versioning(name, request.versioning)
-            return self._observe(name, tags)
+            return self._observe(name, tags, request.versioning)
 
     def _put_tags(self, name: str, tags: Mapping[str, str]) -> None:
         tag_set = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
         self.client.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tag_set})
 
     def _set_versioning(self, name: str, enabled: bool) -> None:
-        status = self.client.get_bucket_versioning(Bucket=name).get("Status")
-        if enabled and status != "Enabled":
+        """Enable, or suspend, versioning unless it already is; afterwards
+        ``_versioning(name) == enabled``."""
+        if self._versioning(name) != enabled:
+            status = "Enabled" if enabled else "Suspended"
             self.client.put_bucket_versioning(
-                Bucket=name, VersioningConfiguration={"Status": "Enabled"}
-            )
-        elif not enabled and status == "Enabled":
-            self.client.put_bucket_versioning(
-                Bucket=name, VersioningConfiguration={"Status": "Suspended"}
+                Bucket=name, VersioningConfiguration={"Status": status}
             )
 
     def _ours(self, name: str) -> dict[str, str] | None:
@@ -275,7 +288,7 @@ class S3BucketStore:
                     f"bucket {external_id} not found", cloud=self.cloud, reason="NotFound"
                 )
             self._set_versioning(external_id, versioning)
-            return self._observe(external_id, tags)
+            return self._observe(external_id, tags, versioning)
 
     def delete(self, external_id: str) -> None:
         """Delete our empty bucket; absent is success; user data is never deleted."""

@@ -7,40 +7,24 @@ ours: terminated by PID at interpreter exit.
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import threading
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from servers.process import (
+    find_binary,
+    free_port,
+    once_per_session,
+    spawn,
+    stop_processes,
+    wait_until,
+)
+
 #: Fake credentials moto accepts (test data, not secrets).
 ACCESS_KEY, SECRET_KEY = "testing", "testing-secret"
-
-_LOCK = threading.Lock()
-_SERVER: MotoServer | None = None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _binary() -> str:
-    local = Path(sys.executable).parent / "moto_server"
-    if local.exists():
-        return str(local)
-    found = shutil.which("moto_server")
-    if found is None:
-        raise RuntimeError("'moto_server' not found: pip install 'moto[server]'")
-    return found
 
 
 @dataclass
@@ -62,13 +46,7 @@ class MotoServer:
             pass
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        shutil.rmtree(self.log_dir, ignore_errors=True)
+        stop_processes([self.process], self.log_dir)
 
 
 def start_moto(timeout: float = 20.0) -> MotoServer:
@@ -80,32 +58,22 @@ def start_moto(timeout: float = 20.0) -> MotoServer:
         "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
         "MOTO_ENABLE_AMI_VALIDATION": "true",
     }
-    log = open(log_dir / "moto.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [_binary(), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    binary = find_binary("moto_server", "pip install 'moto[server]'")
+    process = spawn([binary, "-H", "127.0.0.1", "-p", str(port)], log_dir / "moto.log", env=env)
     server = MotoServer(port, process, log_dir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited early; see {log_dir / 'moto.log'}")
+
+    def answers() -> bool:
         try:
             server.reset()
-            return server
+            return True
         except OSError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"moto_server did not become ready in {timeout:.0f} s")
+            return False
+
+    wait_until(answers, [process], "moto_server", timeout, logs=log_dir / "moto.log")
+    return server
 
 
+@once_per_session
 def moto_server() -> MotoServer:
     """The session's moto server, started on first use and stopped at exit."""
-    global _SERVER
-    with _LOCK:
-        if _SERVER is None:
-            _SERVER = start_moto()
-            atexit.register(_SERVER.stop)
-        return _SERVER
+    return start_moto()

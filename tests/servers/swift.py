@@ -9,43 +9,28 @@ Every process is started by us and terminated by PID at interpreter exit.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from servers.process import (
+    find_binary,
+    free_ports,
+    once_per_session,
+    spawn,
+    stop_processes,
+    wait_until,
+)
+
 #: tempauth account, user and key of the all-in-one (test data, not a secret).
 ACCOUNT, USER, KEY = "test", "tester", "testing"
-
-_LOCK = threading.Lock()
-_SERVER: SwiftServer | None = None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _bin(name: str) -> str:
-    """A Swift console script from this interpreter's venv, else from PATH."""
-    local = Path(sys.executable).parent / name
-    if local.exists():
-        return str(local)
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"'{name}' not found: run scripts/install-cloud-backends.sh")
-    return found
 
 
 @dataclass
@@ -96,16 +81,8 @@ class SwiftServer:
             self._call("DELETE", path)
 
     def stop(self) -> None:
-        for proc in self.processes:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(self.processes, self.root)
         self.processes.clear()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 _COMMON = """[DEFAULT]
@@ -221,33 +198,26 @@ def _write_configs(root: Path, ports: dict[str, int], memcache_port: int) -> Non
     (root / "proxy-server.conf").write_text(proxy)
 
 
-def _wait_ready(server: SwiftServer, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for proc in server.processes:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"a Swift process exited early: {proc.args!r}; see {server.root}"
-                )
-        try:
-            server.token()
-            # The account is auto-created on first use; a HEAD proves the whole chain.
-            request = urllib.request.Request(
-                server.storage_url, method="HEAD", headers={"X-Auth-Token": server.token()}
-            )
-            with urllib.request.urlopen(request, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"Swift did not become ready in {timeout:.0f} s; logs in {server.root}")
+def _answers(server: SwiftServer) -> bool:
+    """True once tempauth and the account answer (the account is auto-created on first
+    use; a HEAD proves the whole chain)."""
+    try:
+        request = urllib.request.Request(
+            server.storage_url, method="HEAD", headers={"X-Auth-Token": server.token()}
+        )
+        with urllib.request.urlopen(request, timeout=5):
+            return True
+    except OSError:
+        return False
 
 
 def start_swift() -> SwiftServer:
     """Start a new all-in-one in a fresh tmp dir (callers normally use ``swift_server``)."""
     root = Path(tempfile.mkdtemp(prefix="reconciler-swift-"))
     _check_xattrs(root)
-    ports = {kind: free_port() for kind in ("account", "container", "object", "proxy")}
-    memcache_port = free_port()
+    kinds = ("account", "container", "object", "proxy")
+    *server_ports, memcache_port = free_ports(len(kinds) + 1)
+    ports = dict(zip(kinds, server_ports, strict=True))
     _write_configs(root, ports, memcache_port)
     server = SwiftServer(root=root, proxy_port=ports["proxy"])
     memcached = shutil.which("memcached") or "/usr/bin/memcached"
@@ -255,28 +225,23 @@ def start_swift() -> SwiftServer:
     if os.geteuid() == 0:  # memcached refuses to run as root without -u
         memcache += ["-u", "root"]
     commands = [memcache]
+    install = "run scripts/install-cloud-backends.sh"
     commands += [
-        [_bin(f"swift-{kind}-server"), str(root / f"{kind}-server.conf")]
-        for kind in ("account", "container", "object", "proxy")
+        [find_binary(f"swift-{kind}-server", install), str(root / f"{kind}-server.conf")]
+        for kind in kinds
     ]
     try:
         for command in commands:
-            log = open(root / f"{Path(command[0]).name}.log", "wb")  # noqa: SIM115
-            server.processes.append(
-                subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-            )
-        _wait_ready(server)
+            log = root / f"{Path(command[0]).name}.log"
+            server.processes.append(spawn(command, log, cwd=root))
     except BaseException:
         server.stop()
         raise
+    wait_until(lambda: _answers(server), server.processes, "Swift", 30.0, logs=root)
     return server
 
 
+@once_per_session
 def swift_server() -> SwiftServer:
     """The session's Swift all-in-one, started on first use and stopped at exit."""
-    global _SERVER
-    with _LOCK:
-        if _SERVER is None:
-            _SERVER = start_swift()
-            atexit.register(_SERVER.stop)
-        return _SERVER
+    return start_swift()

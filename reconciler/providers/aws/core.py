@@ -59,7 +59,7 @@ class AwsBase(Provider):
         self.catalog = region_catalog(cloud)
         self.prices = CloudPrices.of(cloud, self.catalog)
         self._lock = threading.Lock()
-        self._offers: list[Offer] | None = None
+        self._offers: dict[str, Offer] | None = None
         self._zone = self.settings.availability_zone
         self._buckets: S3BucketStore | None = None
 
@@ -125,28 +125,32 @@ class AwsBase(Provider):
     def offers(self) -> list[Offer]:
         """Catalog offers the region serves (sizes from EC2, prices from the catalog) plus
         inline offers as declared; computed once per provider."""
+        return list(self.offers_by_name().values())
+
+    def offers_by_name(self) -> dict[str, Offer]:
+        """``offers()`` by instance type name (computed once, shared: do not mutate)."""
         with self._lock:
             if self._offers is not None:
-                return list(self._offers)
+                return self._offers
         base = build_offers(self.cloud, self.catalog)
         inline = inline_source(self.cloud)
         names = sorted(o.name for o in base if o.price_source != inline)
         with mapped(self.cloud.name, "describe instance types"):
             served = self._served_types(names) if names else {}
-        result = []
+        result = {}
         for offer in base:
             if offer.price_source == inline:
-                result.append(offer)
+                result[offer.name] = offer
             elif offer.name in served:
                 vcpus, memory, gpus = served[offer.name]
-                result.append(replace(offer, vcpus=vcpus, memory_gib=memory, gpus=gpus))
+                result[offer.name] = replace(offer, vcpus=vcpus, memory_gib=memory, gpus=gpus)
         with self._lock:
             self._offers = result
-        return list(result)
+        return result
 
     def offer(self, instance_type: str) -> Offer:
         """The offer for ``instance_type``; PermanentError(UnknownInstanceType) if none."""
-        found = {o.name: o for o in self.offers()}.get(instance_type)
+        found = self.offers_by_name().get(instance_type)
         if found is None:
             raise PermanentError(
                 f"instance type '{instance_type}' is not offered in {self.cloud.region} "
@@ -163,8 +167,6 @@ class AwsBase(Provider):
             CAPABILITIES,
             extra={"endpoint": self.cloud.endpoint} if self.cloud.endpoint else {},
         )
-
-    # -- ownership -----------------------------------------------------------------
 
     def volume_price(self, size_gib: int) -> float:
         return size_gib * self.prices.block_per_gib_month / HOURS_PER_MONTH

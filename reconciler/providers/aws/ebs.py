@@ -26,6 +26,14 @@ def is_root_disk(tags: Mapping[str, str]) -> bool:
     return tags.get(TAG_KEY, "").startswith("VirtualMachine/")
 
 
+def attached_to(vol: Mapping[str, Any]) -> str | None:
+    """The instance an EBS volume is attached (or attaching) to, if any."""
+    for att in vol.get("Attachments", []):
+        if att.get("State") in ("attaching", "attached"):
+            return str(att["InstanceId"])
+    return None
+
+
 class AwsVolumes(AwsCompute):
     """Block-volume operations on EBS."""
 
@@ -66,15 +74,12 @@ class AwsVolumes(AwsCompute):
         return found
 
     def to_volume(self, vol: Mapping[str, Any]) -> ObservedVolume:
-        attached = [
-            a for a in vol.get("Attachments", []) if a.get("State") in ("attaching", "attached")
-        ]
         return ObservedVolume(
             cloud=self.cloud.name,
             external_id=str(vol["VolumeId"]),
             size_gib=int(vol["Size"]),
             volume_class=str(vol.get("VolumeType", "")),
-            attached_to=str(attached[0]["InstanceId"]) if attached else None,
+            attached_to=attached_to(vol),
             price_per_hour=self.volume_price(int(vol["Size"])),
             tags=tag_dict(vol.get("Tags")),
         )
@@ -113,10 +118,11 @@ class AwsVolumes(AwsCompute):
             reason="NoFreeDevice",
         )
 
-    def _attach(self, vol: Mapping[str, Any], attach_to: str) -> None:
-        current = self.to_volume(vol).attached_to
+    def _attach(self, vol: Mapping[str, Any], attach_to: str) -> bool:
+        """Attach to ``attach_to`` unless it already is; True if it attached."""
+        current = attached_to(vol)
         if current == attach_to:
-            return
+            return False
         if current is not None:
             raise PermanentError(
                 f"volume {vol['VolumeId']} is attached to {current}; detach it first",
@@ -133,23 +139,28 @@ class AwsVolumes(AwsCompute):
         self.ec2.attach_volume(
             VolumeId=vol["VolumeId"], InstanceId=attach_to, Device=self._free_device(instance)
         )
+        return True
 
-    def _detach(self, vol: Mapping[str, Any]) -> None:
-        instance_id = self.to_volume(vol).attached_to
+    def _detach(self, vol: Mapping[str, Any]) -> bool:
+        """Detach (and wait until available) if attached; True if it detached."""
+        instance_id = attached_to(vol)
         if instance_id is None:
-            return
+            return False
         volume_id = str(vol["VolumeId"])
         self.ec2.detach_volume(VolumeId=volume_id, InstanceId=instance_id)
         self.wait("volume_available", f"volume {volume_id}", VolumeIds=[volume_id])
+        return True
 
     def update_volume(
         self, external_id: str, size_gib: int | None, attach_to: str | None, detach: bool
     ) -> ObservedVolume:
-        """Grow (ModifyVolume), detach, then attach; converges when repeated."""
+        """Grow (ModifyVolume), detach, then attach; converges when repeated. The volume
+        is described again only after a change."""
         with mapped(self.cloud.name, f"update volume {external_id}"):
             vol = self.owned_volume(external_id)
             if vol is None:
                 raise self.not_found("volume", external_id)
+            changed = False
             if size_gib is not None and size_gib != int(vol["Size"]):
                 if size_gib < int(vol["Size"]):
                     raise PermanentError(
@@ -158,12 +169,12 @@ class AwsVolumes(AwsCompute):
                         reason="VolumeShrink",
                     )
                 self.ec2.modify_volume(VolumeId=external_id, Size=size_gib)
-            if detach:
-                self._detach(vol)
-                vol = self.volume(external_id) or vol
-            if attach_to is not None:
-                self._attach(vol, attach_to)
-            return self.to_volume(self.volume(external_id) or vol)
+                changed = True
+            if detach and self._detach(vol):
+                vol, changed = self.volume(external_id) or vol, False
+            if attach_to is not None and self._attach(vol, attach_to):
+                changed = True
+            return self.to_volume((self.volume(external_id) or vol) if changed else vol)
 
     def delete_volume(self, external_id: str) -> None:
         """Delete our detached volume; absent is success, attached is VolumeInUse."""
@@ -171,7 +182,7 @@ class AwsVolumes(AwsCompute):
             vol = self.owned_volume(external_id)
             if vol is None:
                 return
-            attached = self.to_volume(vol).attached_to
+            attached = attached_to(vol)
             if attached is not None:
                 raise PermanentError(
                     f"volume {external_id} is attached to {attached}; detach it first",

@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError, WaiterError
 
 from reconciler.model.errors import PermanentError, TransientError
-from reconciler.model.keys import TAG_OWNER, TAG_UID
+from reconciler.model.keys import TAG_UID
 from reconciler.model.observed import ObservedVM
 from reconciler.model.specs import PowerState
 from reconciler.providers.aws.core import AwsBase, tag_dict, tag_list
@@ -79,7 +79,7 @@ class AwsCompute(AwsBase):
     def to_vm(self, inst: Mapping[str, Any], disk_gib: int = 0) -> ObservedVM:
         itype = str(inst["InstanceType"])
         running = state_of(inst) in _RUNNING
-        offer = {o.name: o for o in self.offers()}.get(itype)
+        offer = self.offers_by_name().get(itype)
         cpu = inst.get("CpuOptions", {})
         return ObservedVM(
             cloud=self.cloud.name,
@@ -200,18 +200,23 @@ class AwsCompute(AwsBase):
             InstanceId=instance_id, InstanceType={"Value": instance_type}
         )
 
-    def _set_power(self, instance_id: str, state: str, want: PowerState) -> None:
+    def _set_power(self, instance_id: str, state: str, want: PowerState) -> bool:
+        """Start or stop the instance if ``state`` is not ``want``; True if it did."""
         if want == PowerState.RUNNING and state not in _RUNNING:
             if state == "stopping":
                 self.wait("instance_stopped", f"VM {instance_id}", InstanceIds=[instance_id])
             self.ec2.start_instances(InstanceIds=[instance_id])
-        elif want == PowerState.STOPPED and state in _RUNNING:
+            return True
+        if want == PowerState.STOPPED and state in _RUNNING:
             self.ec2.stop_instances(InstanceIds=[instance_id])
+            return True
+        return False
 
-    def _retag(self, inst: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+    def _retag(self, inst: Mapping[str, Any], tags: Mapping[str, str]) -> bool:
+        """Merge ``tags`` into the instance's; True if any changed."""
         current = tag_dict(inst.get("Tags"))
         merged = {**current, **tags}
-        if merged.get(TAG_OWNER) != self.context.owner:
+        if not self.owns(merged):
             raise PermanentError(
                 f"update of VM {inst['InstanceId']} would change its owner tag; use forget()",
                 cloud=self.cloud.name,
@@ -220,22 +225,25 @@ class AwsCompute(AwsBase):
         changed = {k: v for k, v in tags.items() if current.get(k) != v}
         if changed:
             self.ec2.create_tags(Resources=[inst["InstanceId"]], Tags=tag_list(changed))
+        return bool(changed)
 
     def update_vm(self, external_id: str, update: VMUpdate) -> ObservedVM:
-        """Resize (stop, modify, start again), start/stop, merge tags; converges."""
+        """Resize (stop, modify, start again), start/stop, merge tags; converges. The
+        instance is described again only if something changed."""
         with mapped(self.cloud.name, f"update VM {external_id}"):
             inst = self.owned_instance(external_id)
             if inst is None:
                 raise self.not_found("VM", external_id)
-            if update.tags:
-                self._retag(inst, update.tags)
-            was_running = state_of(inst) in _RUNNING
-            want = update.power_state or (PowerState.RUNNING if was_running else PowerState.STOPPED)
+            changed = self._retag(inst, update.tags) if update.tags else False
+            state = state_of(inst)
+            want = update.power_state or (
+                PowerState.RUNNING if state in _RUNNING else PowerState.STOPPED
+            )
             if update.instance_type and update.instance_type != inst["InstanceType"]:
                 self._resize(inst, update.instance_type)
-                inst = self.instance(external_id) or inst
-            self._set_power(external_id, state_of(inst), PowerState(want))
-            return self.observed(self.instance(external_id) or inst)
+                state, changed = "stopped", True
+            changed = self._set_power(external_id, state, PowerState(want)) or changed
+            return self.observed((self.instance(external_id) or inst) if changed else inst)
 
     def delete_vm(self, external_id: str) -> None:
         """Terminate our instance (absent or terminated is success; data volumes stay)."""

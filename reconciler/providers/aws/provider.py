@@ -35,12 +35,11 @@ class AwsProvider(AwsVolumes):
         return CloudInventory(self.cloud.name, vms, volumes, buckets)
 
     def find_by_uid(self, uid: str) -> Observed | None:
-        flt = [{"Name": f"tag:{TAG_UID}", "Values": [uid]}]
         with mapped(self.cloud.name, f"find uid {uid}"):
-            for inst in self.instances(flt):
-                if self.owns(tag_dict(inst.get("Tags"))):
-                    return self.observed(inst)
-            for vol in self.volumes(flt):
+            inst = self._by_uid(uid)
+            if inst is not None:
+                return self.observed(inst)
+            for vol in self.volumes([{"Name": f"tag:{TAG_UID}", "Values": [uid]}]):
                 return self.to_volume(vol)
         return self.buckets.find_by_uid(uid)
 

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from botocore.config import Config
 
 from reconciler.model.errors import PermanentError
 from reconciler.model.specs import CloudSpec
-from reconciler.providers.s3store import client_config
+from reconciler.providers.s3store import boto_session, client_config, s3_client
 
 #: spec.settings keys the AWS driver reads (all optional).
 SETTINGS_KEYS = frozenset(
@@ -92,12 +91,7 @@ def make_session(cloud: CloudSpec, credentials: Mapping[str, str]) -> boto3.sess
             cloud=cloud.name,
             reason="MissingCredentials",
         )
-    return boto3.session.Session(
-        aws_access_key_id=key or None,
-        aws_secret_access_key=secret or None,
-        aws_session_token=credentials.get("sessionToken") or None,
-        region_name=cloud.region,
-    )
+    return boto_session(credentials, cloud.region)
 
 
 class AwsClients:
@@ -114,14 +108,11 @@ class AwsClients:
         with self._lock:
             found = self._clients.get(service)
             if found is None:
-                config: Config = client_config()
-                if service == "s3" and self._endpoint:
-                    config = config.merge(Config(s3={"addressing_style": "path"}))
-                found = self._session.client(service, endpoint_url=self._endpoint, config=config)
+                if service == "s3":
+                    found = s3_client(self._session, self._endpoint)
+                else:
+                    found = self._session.client(
+                        service, endpoint_url=self._endpoint, config=client_config()
+                    )
                 self._clients[service] = found
             return found
-
-    def built(self) -> list[Any]:
-        """The clients made so far (tests register event hooks on them)."""
-        with self._lock:
-            return list(self._clients.values())

@@ -11,7 +11,7 @@ from azure.mgmt.network import NetworkManagementClient
 
 from reconciler.model.errors import PermanentError
 from reconciler.model.keys import GROUP, TAG_OWNER
-from reconciler.providers.azure.names import decode_map, encode_tag_key, parse_arm_id
+from reconciler.providers.azure.names import decode_key, decode_map, encode_tag_key, parse_arm_id
 from reconciler.providers.azure.settings import AzureSettings
 
 
@@ -80,5 +80,5 @@ def without_ours(raw: Mapping[str, str] | None) -> dict[str, str]:
     return {
         key: value
         for key, value in (raw or {}).items()
-        if not next(iter(decode_map({key: value}))).startswith(GROUP + "/")
+        if not decode_key(key).startswith(GROUP + "/")
     }

@@ -10,51 +10,48 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 
 from reconciler.model.errors import PermanentError
-from reconciler.model.keys import TAG_OWNER, TAG_UID
+from reconciler.model.keys import TAG_UID
 from reconciler.model.observed import ObservedBucket
-from reconciler.providers.azure.arm import without_ours
-from reconciler.providers.azure.errors import azure_errors
+from reconciler.providers.azure.arm import Arm, without_ours
+from reconciler.providers.azure.errors import azure_errors, or_none
 from reconciler.providers.azure.names import container_name, decode_map, encode_map, encode_meta_key
 from reconciler.providers.base import BucketRequest
 
 
 class Blobs:
-    """Container operations of one storage account (one Cloud)."""
+    """Container operations of one storage account (one Cloud); versioning is the
+    account's, as ``settings.blobVersioning`` declares it."""
 
-    def __init__(
-        self, cloud: str, owner: str, service: BlobServiceClient, versioning: bool
-    ) -> None:
-        self.cloud, self.owner, self.service, self.versioning = cloud, owner, service, versioning
+    def __init__(self, arm: Arm, service: BlobServiceClient) -> None:
+        self.arm = arm
+        self.cloud = arm.cloud
+        self.service = service
+        self.versioning = arm.settings.blob_versioning
 
     def _observed(self, name: str, metadata: Mapping[str, str] | None) -> ObservedBucket:
         return ObservedBucket(self.cloud, name, self.versioning, 0.0, decode_map(metadata))
 
-    def _ours(self, metadata: Mapping[str, str] | None) -> bool:
-        return decode_map(metadata).get(TAG_OWNER) == self.owner
-
     def list_owned(self) -> list[ObservedBucket]:
         with azure_errors(self.cloud, "listing blob containers"):
             listed = list(self.service.list_containers(include_metadata=True))
-        return [self._observed(c.name, c.metadata) for c in listed if self._ours(c.metadata)]
+        return [self._observed(c.name, c.metadata) for c in listed if self.arm.owns(c.metadata)]
 
     def metadata(self, name: str) -> dict[str, str] | None:
         """The container's raw metadata, or None if it does not exist."""
-        try:
-            with azure_errors(self.cloud, f"reading container {name}"):
-                props = self.service.get_container_client(name).get_container_properties()
-        except PermanentError as exc:
-            if isinstance(exc.__cause__, ResourceNotFoundError):
-                return None
-            raise
-        return dict(props.metadata or {})
+        props = or_none(
+            self.cloud,
+            f"reading container {name}",
+            lambda: self.service.get_container_client(name).get_container_properties(),
+        )
+        return None if props is None else dict(props.metadata or {})
 
     def ours(self, name: str) -> dict[str, str] | None:
         meta = self.metadata(name) if container_name(name) == name else None
-        return meta if meta is not None and self._ours(meta) else None
+        return meta if meta is not None and self.arm.owns(meta) else None
 
     def by_uid(self, uid: str) -> ObservedBucket | None:
         return next((b for b in self.list_owned() if b.tags.get(TAG_UID) == uid), None)
@@ -75,7 +72,7 @@ class Blobs:
                 raise
             existing = self.metadata(name) or {}
             uid = request.tags.get(TAG_UID)
-            if decode_map(existing).get(TAG_UID) != uid or not self._ours(existing):
+            if decode_map(existing).get(TAG_UID) != uid or not self.arm.owns(existing):
                 raise PermanentError(
                     f"container {name} exists and is not this bucket", self.cloud, "AlreadyExists"
                 ) from None
@@ -85,11 +82,7 @@ class Blobs:
     def update(self, external_id: str, versioning: bool) -> ObservedBucket:
         meta = self.ours(external_id)
         if meta is None:
-            raise PermanentError(
-                f"bucket {external_id} does not exist or is not managed by {self.owner}",
-                self.cloud,
-                "NotFound",
-            )
+            raise self.arm.not_found("bucket", external_id)
         self._check_versioning(versioning)
         return self._observed(external_id, meta)
 
@@ -104,22 +97,19 @@ class Blobs:
             )
 
     def delete(self, external_id: str) -> None:
-        if self.ours(external_id) is None:
-            return
-        try:
-            with azure_errors(self.cloud, f"deleting container {external_id}"):
-                self.service.delete_container(external_id)
-        except PermanentError as exc:
-            if not isinstance(exc.__cause__, ResourceNotFoundError):
-                raise
+        if self.ours(external_id) is not None:
+            or_none(
+                self.cloud,
+                f"deleting container {external_id}",
+                lambda: self.service.delete_container(external_id),
+            )
 
-    def forget(self, external_id: str) -> bool:
-        """Drop our metadata; False if the container is not ours (or absent)."""
+    def forget(self, external_id: str) -> None:
+        """Drop our metadata; absent or not ours is success."""
         meta = self.ours(external_id)
         if meta is None:
-            return False
+            return
         with azure_errors(self.cloud, f"forgetting container {external_id}"):
             self.service.get_container_client(external_id).set_container_metadata(
                 without_ours(meta)
             )
-        return True

@@ -8,9 +8,8 @@ PATCH of ``hardwareProfile.vmSize`` (Azure restarts a running VM to resize it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.compute.models import VirtualMachine, VirtualMachineUpdate
 from azure.mgmt.network.models import NetworkInterface
 
@@ -20,9 +19,10 @@ from reconciler.model.keys import TAG_UID
 from reconciler.model.observed import ObservedVM
 from reconciler.model.specs import PowerState
 from reconciler.providers.azure.arm import Arm, merged_tags, text, without_ours
-from reconciler.providers.azure.errors import azure_errors
+from reconciler.providers.azure.errors import azure_errors, or_none
 from reconciler.providers.azure.names import decode_map, encode_map, encode_tag_key, resource_name
 from reconciler.providers.base import VMRequest, VMUpdate
+from reconciler.providers.catalog import require_offer
 
 
 def image_reference(image: str, cloud: str) -> dict[str, str]:
@@ -59,15 +59,15 @@ def _image(vm: VirtualMachine) -> str:
 
 
 class VMs:
-    """VM operations of one Cloud; ``offer`` looks an instance type up (None: unknown)."""
+    """VM operations of one Cloud; ``offers`` gives the priced sizes by name."""
 
-    def __init__(self, arm: Arm, offer: Callable[[str], Offer | None]) -> None:
+    def __init__(self, arm: Arm, offers: Callable[[], Mapping[str, Offer]]) -> None:
         self.arm = arm
-        self.offer = offer
+        self.offers = offers
 
     def observed(self, vm: VirtualMachine) -> ObservedVM:
         size = text(vm.hardware_profile.vm_size if vm.hardware_profile else "")
-        offer = self.offer(size)
+        offer = self.offers().get(size)
         os_disk = vm.storage_profile.os_disk if vm.storage_profile else None
         return ObservedVM(
             cloud=self.arm.cloud,
@@ -93,15 +93,13 @@ class VMs:
 
     def get(self, name: str) -> VirtualMachine | None:
         """The VM called ``name`` (any owner), or None."""
-        try:
-            with azure_errors(self.arm.cloud, f"reading VM {name}"):
-                return self.arm.compute.virtual_machines.get(
-                    self.arm.group, name, expand="instanceView"
-                )
-        except PermanentError as exc:
-            if isinstance(exc.__cause__, ResourceNotFoundError):
-                return None
-            raise
+        return or_none(
+            self.arm.cloud,
+            f"reading VM {name}",
+            lambda: self.arm.compute.virtual_machines.get(
+                self.arm.group, name, expand="instanceView"
+            ),
+        )
 
     def ours(self, external_id: str) -> VirtualMachine | None:
         name = self.arm.name_of(external_id, "virtualMachines")
@@ -120,12 +118,7 @@ class VMs:
         if found is not None:
             return self.observed(found)
         settings = self.arm.settings
-        if self.offer(request.instance_type) is None:
-            raise PermanentError(
-                f"instance type {request.instance_type} is not offered in {settings.location}",
-                self.arm.cloud,
-                "InvalidInstanceType",
-            )
+        require_offer(self.offers(), request.instance_type, self.arm.cloud)
         if not settings.subnet_id or not settings.ssh_public_key:
             raise PermanentError(
                 "creating a VM needs settings.subnetId and settings.sshPublicKey",
@@ -229,12 +222,7 @@ class VMs:
         patch: dict[str, object] = {}
         current = self.observed(vm)
         if update.instance_type and update.instance_type != current.instance_type:
-            if self.offer(update.instance_type) is None:
-                raise PermanentError(
-                    f"instance type {update.instance_type} is not offered",
-                    self.arm.cloud,
-                    "InvalidInstanceType",
-                )
+            require_offer(self.offers(), update.instance_type, self.arm.cloud)
             patch["properties"] = {"hardwareProfile": {"vmSize": update.instance_type}}
         if update.tags:
             tags = merged_tags(vm.tags, update.tags, self.arm.owner, self.arm.cloud)

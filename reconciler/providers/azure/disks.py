@@ -8,7 +8,6 @@ SKUs); the driver sends the PATCH and maps Azure's refusal like any other error.
 
 from __future__ import annotations
 
-from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.compute.models import Disk, DiskUpdate, VirtualMachineUpdate
 
 from reconciler.model.errors import PermanentError
@@ -16,7 +15,7 @@ from reconciler.model.keys import HOURS_PER_MONTH, TAG_UID
 from reconciler.model.observed import ObservedVolume
 from reconciler.providers.azure.arm import Arm, text, without_ours
 from reconciler.providers.azure.compute import VMs
-from reconciler.providers.azure.errors import azure_errors
+from reconciler.providers.azure.errors import azure_errors, or_none
 from reconciler.providers.azure.names import decode_map, encode_map, encode_tag_key, resource_name
 from reconciler.providers.base import VolumeRequest
 
@@ -50,13 +49,11 @@ class Disks:
         return [d for d in listed if self.arm.owns(d.tags)]
 
     def get(self, name: str) -> Disk | None:
-        try:
-            with azure_errors(self.arm.cloud, f"reading disk {name}"):
-                return self.arm.compute.disks.get(self.arm.group, name)
-        except PermanentError as exc:
-            if isinstance(exc.__cause__, ResourceNotFoundError):
-                return None
-            raise
+        return or_none(
+            self.arm.cloud,
+            f"reading disk {name}",
+            lambda: self.arm.compute.disks.get(self.arm.group, name),
+        )
 
     def ours(self, external_id: str) -> Disk | None:
         name = self.arm.name_of(external_id, "disks")

@@ -9,18 +9,22 @@ message (which never contain our secrets), prefixed with what we were doing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
 
 from reconciler.model.errors import CapacityError, PermanentError, ProviderError, TransientError
+
+T = TypeVar("T")
 
 _CAPACITY = {"SkuNotAvailable", "AllocationFailed", "ZonalAllocationFailed", "QuotaExceeded"}
 _QUOTA_HINTS = ("quota",)
@@ -77,3 +81,13 @@ def azure_errors(cloud: str, doing: str) -> Iterator[None]:
         yield
     except AzureError as exc:
         raise translate(exc, cloud, doing) from exc
+
+
+def or_none(cloud: str, doing: str, fn: Callable[[], T]) -> T | None:
+    """Run one SDK call with errors mapped at the edge; None if Azure answers that the
+    resource does not exist (ResourceNotFoundError)."""
+    with azure_errors(cloud, doing):
+        try:
+            return fn()
+        except ResourceNotFoundError:
+            return None

@@ -60,15 +60,11 @@ class AzureProvider(Provider):
         self.catalog = catalog_for(cloud)
         self._offers: dict[str, Offer] | None = None
         self._lock = threading.Lock()
-        self.vms = VMs(self.arm, self._offer)
+        self.vms = VMs(self.arm, self._offer_map)
         self.prices = CloudPrices.of(cloud, self.catalog)
         self.disks = Disks(self.arm, self.vms, self.prices.block_per_gib_month)
         service = blob_service(cloud, context.credentials)
-        self.blobs = (
-            Blobs(cloud.name, context.owner, service, self.settings.blob_versioning)
-            if service is not None
-            else None
-        )
+        self.blobs = Blobs(self.arm, service) if service is not None else None
 
     # -- read-only -----------------------------------------------------------------------
     def describe(self) -> CloudInfo:
@@ -93,10 +89,13 @@ class AzureProvider(Provider):
     def offers(self) -> list[Offer]:
         """Priced offers (catalog + inline) for the sizes this location serves, with the
         vCPU and memory Azure reports (vmSizes list); fetched once per provider."""
+        return list(self._offer_map().values())
+
+    def _offer_map(self) -> dict[str, Offer]:
         with self._lock:
             if self._offers is None:
                 self._offers = self._joined()
-            return list(self._offers.values())
+            return self._offers
 
     def _joined(self) -> dict[str, Offer]:
         location = self.settings.location
@@ -112,11 +111,6 @@ class AzureProvider(Provider):
             memory = round(size.memory_in_mb / 1024, 3) if size.memory_in_mb else offer.memory_gib
             result[offer.name] = replace(offer, vcpus=vcpus, memory_gib=memory)
         return result
-
-    def _offer(self, name: str) -> Offer | None:
-        self.offers()
-        assert self._offers is not None
-        return self._offers.get(name)
 
     def list_managed(self) -> CloudInventory:
         vms = tuple(self.vms.observed(vm) for vm in self.vms.list_owned())

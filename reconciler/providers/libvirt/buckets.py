@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 
 class LibvirtBuckets(LibvirtVolumes):
-    """Bucket operations, delegated to S3BucketStore (imported lazily)."""
+    """Bucket operations, delegated to S3BucketStore. It is imported only when a bucket
+    call needs it: boto3 is the optional ``aws`` extra, so a libvirt Cloud without
+    ``spec.objectStorage`` runs without boto3 installed."""
 
     _store: S3BucketStore | None = None
     _store_lock = threading.Lock()

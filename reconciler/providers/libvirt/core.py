@@ -16,7 +16,7 @@ import libvirt
 
 from reconciler.model.cloud import Offer
 from reconciler.model.errors import CapacityError, PermanentError
-from reconciler.model.keys import TAG_OWNER, TAG_UID
+from reconciler.model.keys import TAG_UID
 from reconciler.model.specs import CloudSpec
 from reconciler.providers.base import Provider, ProviderContext
 from reconciler.providers.catalog import CloudPrices, build_offers, catalog_for, require_offer
@@ -137,9 +137,7 @@ class LibvirtBase(Provider):
     def _existing(self, external_id: str) -> Found:
         found = self._ours(external_id)
         if found is None:
-            raise PermanentError(
-                f"VM {external_id} not found", cloud=self.cloud.name, reason="NotFound"
-            )
+            raise self.not_found("VM", external_id)
         return found
 
     def _find_vm(self, uid: str) -> Found | None:
@@ -151,19 +149,17 @@ class LibvirtBase(Provider):
         return None
 
     # -- capacity --------------------------------------------------------------------
-    def _free(self, host: Host, owner: str | None = None) -> Free:
+    def _free(self, host: Host, except_ours: bool = False) -> Free:
         """Host totals (cpus x cpuAllocationRatio, memory) minus what its domains use:
         every domain, running or not (a stopped VM keeps its claim), except ledgers and,
-        when ``owner`` is given, that owner's VMs."""
+        with ``except_ours``, our own VMs."""
         with host.session("read host info") as conn:
             info = conn.getInfo()
         vcpus = float(info[2]) * self.config.cpu_ratio
         memory = float(info[1]) / 1024.0
         for found in self._domains(host):
             view = found.view
-            if view.ledger or (
-                owner is not None and view.tags is not None and view.tags.get(TAG_OWNER) == owner
-            ):
+            if view.ledger or (except_ours and self._mine(view)):
                 continue
             vcpus -= view.vcpus
             memory -= view.memory_kib / KIB_PER_GIB

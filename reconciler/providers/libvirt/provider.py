@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import libvirt
 
 from reconciler.model.cloud import Capability, CloudInfo, Offer
 from reconciler.model.errors import PermanentError
-from reconciler.model.keys import TAG_OWNER, TAG_UID
-from reconciler.model.observed import CloudInventory, Observed, ObservedVM
+from reconciler.model.keys import TAG_UID
+from reconciler.model.observed import CloudInventory, Observed, ObservedVM, ObservedVolume
 from reconciler.model.specs import Capacity, PowerState
 from reconciler.providers.base import VMRequest, VMUpdate
 from reconciler.providers.libvirt.buckets import LibvirtBuckets
@@ -56,7 +57,7 @@ class LibvirtProvider(LibvirtBuckets):
     def describe(self) -> CloudInfo:
         """Capacity = sum over hosts of what is not used by FOREIGN domains (the broker
         accounts for our own VMs), capped by a declared ``spec.capacity``."""
-        free = [self._free(host, owner=self.context.owner) for host in self.hosts]
+        free = [self._free(host, except_ours=True) for host in self.hosts]
         vcpus = int(sum(max(f.vcpus, 0.0) for f in free))
         memory = round(sum(max(f.memory_gib, 0.0) for f in free), 3)
         declared = self.cloud.capacity or Capacity()
@@ -82,14 +83,15 @@ class LibvirtProvider(LibvirtBuckets):
         return list(self._offers)
 
     def list_managed(self) -> CloudInventory:
-        vms = [
-            self._observe(found)
-            for host in self.hosts
-            for found in self._domains(host)
-            if self._mine(found.view)
-        ]
+        """Our VMs and volumes (one domain listing per host serves both) and buckets."""
+        vms: list[ObservedVM] = []
+        volumes: list[ObservedVolume] = []
+        for host in self.hosts:
+            domains = self._domains(host)
+            vms.extend(self._observe(found) for found in domains if self._mine(found.view))
+            volumes.extend(self._host_volumes(host, domains=domains))
         buckets = self._list_buckets()
-        return CloudInventory(self.cloud.name, tuple(vms), tuple(self._list_volumes()), buckets)
+        return CloudInventory(self.cloud.name, tuple(vms), tuple(volumes), buckets)
 
     def observe_vm(self, external_id: str) -> ObservedVM | None:
         found = self._lookup(external_id)
@@ -181,18 +183,15 @@ class LibvirtProvider(LibvirtBuckets):
             self._power(found, PowerState(update.power_state))
         if update.tags:
             tags = {**(found.view.tags or {}), **update.tags}
-            if tags.get(TAG_OWNER) != self.context.owner:
+            if not self.owns(tags):
                 raise PermanentError(
                     f"update of VM {external_id} would change its owner tag; use forget()",
                     cloud=self.cloud.name,
                     reason="BadRequest",
                 )
-            found = self._refresh_found(found)
+            found = self._existing(found.external_id)
             self._set_metadata(found, tags_element(tags, found.view.record))
         return self._refresh(found)
-
-    def _refresh_found(self, found: Found) -> Found:
-        return self._existing(found.external_id)
 
     def _resize(self, found: Found, offer: Offer) -> Found:
         with self.placement:
@@ -202,29 +201,26 @@ class LibvirtProvider(LibvirtBuckets):
                 self._stop(found)
             memory_kib = int(offer.memory_gib * KIB_PER_GIB)
             with found.host.session("resize domain", "update"):
-                self._set_vcpus(found.domain, found.view.vcpus, offer.vcpus)
-                self._set_memory(found.domain, found.view.memory_kib, memory_kib)
-            found = self._refresh_found(found)
+                domain, view = found.domain, found.view
+                vcpu_max, mem_max = libvirt.VIR_DOMAIN_VCPU_MAXIMUM, libvirt.VIR_DOMAIN_MEM_MAXIMUM
+                self._set_size(domain.setVcpusFlags, view.vcpus, offer.vcpus, vcpu_max)
+                self._set_size(domain.setMemoryFlags, view.memory_kib, memory_kib, mem_max)
+            found = self._existing(found.external_id)
             record = replace(found.view.record, instance_type=offer.name)
             self._set_metadata(found, tags_element(found.view.tags or {}, record))
             if was_running:
                 with found.host.session("start domain", "update"):
                     found.domain.create()
-            return self._refresh_found(found)
+            return self._existing(found.external_id)
 
     @staticmethod
-    def _set_vcpus(domain: libvirt.virDomain, old: int, new: int) -> None:
+    def _set_size(setter: Callable[[int, int], object], old: int, new: int, maximum: int) -> None:
+        """Set a persistent vCPU count or memory size (setVcpusFlags/setMemoryFlags) and
+        its maximum (flag ``maximum``): the maximum first when growing, last when shrinking."""
         config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-        steps = [(new, config | libvirt.VIR_DOMAIN_VCPU_MAXIMUM), (new, config)]
-        for count, flags in steps if new >= old else reversed(steps):
-            domain.setVcpusFlags(count, flags)
-
-    @staticmethod
-    def _set_memory(domain: libvirt.virDomain, old_kib: int, new_kib: int) -> None:
-        config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-        steps = [(new_kib, config | libvirt.VIR_DOMAIN_MEM_MAXIMUM), (new_kib, config)]
-        for kib, flags in steps if new_kib >= old_kib else reversed(steps):
-            domain.setMemoryFlags(kib, flags)
+        steps = [(new, config | maximum), (new, config)]
+        for value, flags in steps if new >= old else reversed(steps):
+            setter(value, flags)
 
     def _set_metadata(self, found: Found, content: str | None) -> None:
         flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG

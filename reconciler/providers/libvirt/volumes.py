@@ -13,6 +13,7 @@ rewritten instead. Growing uses virStorageVol.resize where the pool supports it.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import replace
 
 import libvirt
@@ -52,10 +53,10 @@ class LibvirtVolumes(LibvirtBase):
         with host.session("look up pool") as conn:
             return self.config.pool in conn.listStoragePools() + conn.listDefinedStoragePools()
 
-    def _attachments(self, host: Host) -> dict[str, str]:
+    def _attachments(self, domains: list[Found]) -> dict[str, str]:
         """Volume name -> external id of the domain whose definition uses it."""
         result = {}
-        for found in self._domains(host):
+        for found in domains:
             for disk in found.view.disks:
                 if disk.pool == self.config.pool:
                     result[disk.volume] = found.external_id
@@ -75,25 +76,37 @@ class LibvirtVolumes(LibvirtBase):
             tags=dict(entry.tags),
         )
 
-    def _host_volumes(self, host: Host) -> list[ObservedVolume]:
-        """Our volumes on one host: listed in our ledger and present in the pool."""
+    def _host_volumes(
+        self,
+        host: Host,
+        keep: Callable[[ledger.Entry], bool] = lambda entry: True,
+        domains: list[Found] | None = None,
+    ) -> list[ObservedVolume]:
+        """Our volumes on one host (listed in our ledger and present in the pool) whose
+        entry passes ``keep``. Pool sizes and domains (``domains``, when the caller has
+        listed them already) are read only if some entry is kept."""
         with host.session("list volumes") as conn:
-            entries = ledger.read(conn, self.context.owner)
+            entries = {n: e for n, e in ledger.read(conn, self.context.owner).items() if keep(e)}
             if not entries or self.config.pool not in conn.listStoragePools():
                 return []
-            sizes = {v.name(): int(v.info()[1]) for v in self._pool(conn).listAllVolumes(0)}
-            attached = self._attachments(host)
+            sizes = {
+                v.name(): int(v.info()[1])
+                for v in self._pool(conn).listAllVolumes(0)
+                if v.name() in entries
+            }
+            attached = self._attachments(self._domains(host) if domains is None else domains)
         return [
             self._observe_volume(host, entry, sizes[name], attached)
             for name, entry in sorted(entries.items())
             if name in sizes
         ]
 
-    def _list_volumes(self) -> list[ObservedVolume]:
-        return [v for host in self.hosts for v in self._host_volumes(host)]
-
     def _find_volume(self, uid: str) -> ObservedVolume | None:
-        return next((v for v in self._list_volumes() if v.tags.get(TAG_UID) == uid), None)
+        for host in self.hosts:
+            found = self._host_volumes(host, lambda entry: entry.tags.get(TAG_UID) == uid)
+            if found:
+                return found[0]
+        return None
 
     def _volume(self, external_id: str) -> tuple[Host, ObservedVolume] | None:
         """Our volume by id; None if absent; PermanentError(NotManaged) if foreign."""
@@ -101,9 +114,9 @@ class LibvirtVolumes(LibvirtBase):
         if not external_id.startswith(VOLUME_PREFIX) or not name:
             return None
         for host in self.hosts:
-            for volume in self._host_volumes(host):
-                if volume.external_id == external_id:
-                    return host, volume
+            found = self._host_volumes(host, lambda entry: entry.name == name)
+            if found:
+                return host, found[0]
         for host in self.hosts:
             with host.session("look up volume") as conn:
                 if name in self._pool(conn).listVolumes():
@@ -125,11 +138,8 @@ class LibvirtVolumes(LibvirtBase):
             host = self._volume_host()
             name = ledger.volume_name(tags[TAG_UID])
             entry = ledger.Entry(name, request.volume_class, tags)
-            domain_type = self.config.domain_type_for(host.uri)
             with host.session("record volume in ledger", "prepare") as conn:
-                entries = ledger.read(conn, self.context.owner)
-                if entries.get(name) != entry:
-                    ledger.write(conn, self.context.owner, domain_type, {**entries, name: entry})
+                self._put_entry(conn, host, name, entry)
             with host.session("create volume", "create") as conn:
                 pool = self._pool(conn)
                 if name not in pool.listVolumes():
@@ -164,10 +174,7 @@ class LibvirtVolumes(LibvirtBase):
             except libvirt.libvirtError as exc:
                 if not is_absent(exc):
                     raise
-            entries = ledger.read(conn, self.context.owner)
-            entries.pop(name, None)
-            domain_type = self.config.domain_type_for(host.uri)
-            ledger.write(conn, self.context.owner, domain_type, entries)
+            self._put_entry(conn, host, name, None)
 
     def _forget_volume(self, external_id: str) -> None:
         found = self._volume(external_id)
@@ -175,9 +182,20 @@ class LibvirtVolumes(LibvirtBase):
             return
         host = found[0]
         with host.session("forget volume", "update") as conn:
-            entries = ledger.read(conn, self.context.owner)
-            entries.pop(external_id.removeprefix(VOLUME_PREFIX), None)
-            ledger.write(conn, self.context.owner, self.config.domain_type_for(host.uri), entries)
+            self._put_entry(conn, host, external_id.removeprefix(VOLUME_PREFIX), None)
+
+    def _put_entry(
+        self, conn: libvirt.virConnect, host: Host, name: str, entry: ledger.Entry | None
+    ) -> None:
+        """Set (None: drop) our ledger entry ``name`` on ``host``; no write if it already is."""
+        entries = ledger.read(conn, self.context.owner)
+        if entries.get(name) == entry:
+            return
+        if entry is None:
+            del entries[name]
+        else:
+            entries[name] = entry
+        ledger.write(conn, self.context.owner, self.config.domain_type_for(host.uri), entries)
 
     # -- update ----------------------------------------------------------------------
     def update_volume(
@@ -186,9 +204,7 @@ class LibvirtVolumes(LibvirtBase):
         """Grow, attach to a VM on the same host, or detach; converges when repeated."""
         found = self._volume(external_id)
         if found is None:
-            raise PermanentError(
-                f"volume {external_id} not found", cloud=self.cloud.name, reason="NotFound"
-            )
+            raise self.not_found("volume", external_id)
         host, volume = found
         if size_gib is not None and size_gib != volume.size_gib:
             self._grow(host, volume, size_gib)
@@ -246,21 +262,13 @@ class LibvirtVolumes(LibvirtBase):
                 reason="HostMismatch",
             )
         with target.session("relocate volume", "update") as conn:
-            entries = ledger.read(conn, self.context.owner)
-            ledger.write(
-                conn,
-                self.context.owner,
-                self.config.domain_type_for(target.uri),
-                {**entries, name: entry},
-            )
+            self._put_entry(conn, target, name, entry)
             pool = self._pool(conn)
             if name not in pool.listVolumes():
                 pool.createXML(volume_xml(name, volume.size_gib), 0)
         with source.session("relocate volume", "update") as conn:
             self._pool(conn).storageVolLookupByName(name).delete(0)
-            entries = ledger.read(conn, self.context.owner)
-            entries.pop(name, None)
-            ledger.write(conn, self.context.owner, self.config.domain_type_for(source.uri), entries)
+            self._put_entry(conn, source, name, None)
 
     def _detach(self, volume: ObservedVolume) -> None:
         assert volume.attached_to is not None

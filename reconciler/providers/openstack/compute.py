@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -11,20 +13,20 @@ from reconciler.model.keys import TAG_OWNER, TAG_UID
 from reconciler.model.observed import ObservedVM
 from reconciler.model.specs import PowerState
 from reconciler.providers.base import VMRequest, VMUpdate
-from reconciler.providers.openstack.core import OpenStackBase
+from reconciler.providers.openstack.core import OpenStackBase, with_uid
 from reconciler.providers.openstack.errors import NO_VALID_HOST
-from reconciler.providers.openstack.tags import (
-    META_OWNER,
-    META_UID,
-    decode_metadata,
-    encode_metadata,
-)
+from reconciler.providers.openstack.tags import decode_metadata, encode_metadata
 
 #: Statuses Nova reports while a server is powered off (no compute price charged).
 STOPPED = frozenset({"SHUTOFF", "SUSPENDED", "PAUSED", "SHELVED", "SHELVED_OFFLOADED"})
 #: Statuses a server rests in; anything else (BUILD, RESIZE, REBOOT...) is in transition.
 STABLE = frozenset({"ACTIVE", "ERROR", "VERIFY_RESIZE"} | STOPPED)
 GONE = frozenset({"DELETED", "SOFT_DELETED"})
+
+
+def _fault(server: Any) -> str:
+    """The message of the fault Nova recorded on a server ('' if none)."""
+    return str(server.fault.get("message", "")) if isinstance(server.fault, dict) else ""
 
 
 class ComputeMixin(OpenStackBase):
@@ -40,6 +42,9 @@ class ComputeMixin(OpenStackBase):
             "listing Nova flavors", lambda: list(self.compute().flavors(details=True))
         )
         return {f.name: f for f in listed if not f.is_disabled}
+
+    def flavors_by_id(self) -> dict[str, Any]:
+        return {f.id: f for f in self.flavors().values()}
 
     def offers(self) -> list[Offer]:
         """Priced offers (catalog + inline) whose name is a Nova flavor; size from Nova.
@@ -59,12 +64,17 @@ class ComputeMixin(OpenStackBase):
         return offer.price_per_hour if offer is not None else 0.0
 
     # -- reading servers ----------------------------------------------------------------
-    def vm_of(self, server: Any) -> ObservedVM:
+    def vm_of(
+        self, server: Any, by_id: Callable[[], Mapping[str, Any]] | None = None
+    ) -> ObservedVM:
+        """The server as an ObservedVM. Before microversion 2.47 Nova names a server's
+        flavor by id only: ``by_id`` (default ``flavors_by_id``) resolves it; list_managed
+        passes one cached lookup so the flavors are listed at most once per call."""
         flavor = server.flavor
         name = flavor.original_name or flavor.name or ""
         vcpus, ram, disk = flavor.vcpus, flavor.ram, flavor.disk
         if not flavor.original_name and flavor.id:  # microversion < 2.47: id only
-            known = {f.id: f for f in self.flavors().values()}.get(flavor.id)
+            known = (by_id or self.flavors_by_id)().get(flavor.id)
             if known is not None:
                 name, vcpus, ram, disk = known.name, known.vcpus, known.ram, known.disk
         stopped = server.status in STOPPED
@@ -85,16 +95,15 @@ class ComputeMixin(OpenStackBase):
     def owned_servers(self) -> list[Any]:
         """Every server carrying our owner metadata (listed, filtered client-side)."""
         listed = self.call("listing Nova servers", lambda: list(self.compute().servers()))
-        owner = self.context.owner
-        return [
-            s
-            for s in listed
-            if (s.metadata or {}).get(META_OWNER) == owner and s.status not in GONE
-        ]
+        return [s for s in listed if self.owns_resource(s) and s.status not in GONE]
+
+    def owned_vms(self) -> tuple[ObservedVM, ...]:
+        """Every owned server as an ObservedVM (flavors listed at most once)."""
+        by_id = functools.cache(self.flavors_by_id)
+        return tuple(self.vm_of(s, by_id) for s in self.owned_servers())
 
     def server_by_uid(self, uid: str) -> Any | None:
-        found = [s for s in self.owned_servers() if (s.metadata or {}).get(META_UID) == uid]
-        return found[0] if found else None
+        return with_uid(self.owned_servers(), uid)
 
     def get_server(self, server_id: str) -> Any | None:
         server = self.get_or_none(
@@ -103,16 +112,11 @@ class ComputeMixin(OpenStackBase):
         return None if server is None or server.status in GONE else server
 
     def own_server(self, server_id: str) -> Any:
-        server = self.get_server(server_id)
-        if server is None:
-            raise self.not_found("VM", server_id)
-        if (server.metadata or {}).get(META_OWNER) != self.context.owner:
-            raise self.not_managed("VM", server_id)
-        return server
+        return self.checked("VM", server_id, self.get_server(server_id))
 
     def observe_vm(self, external_id: str) -> ObservedVM | None:
         server = self.get_server(external_id)
-        if server is None or (server.metadata or {}).get(META_OWNER) != self.context.owner:
+        if server is None or not self.owns_resource(server):
             return None
         return self.vm_of(server)
 
@@ -169,17 +173,20 @@ class ComputeMixin(OpenStackBase):
             )
         return flavor
 
+    def _nova_error(self, what: str, fault: str, message: str, reason: str) -> PermanentError:
+        """CapacityError if ``fault`` is Nova's "no valid host", else PermanentError."""
+        if NO_VALID_HOST in fault.lower():
+            return CapacityError(f"{what}: Nova found no host with room: {fault}", cloud=self.name)
+        return PermanentError(message, cloud=self.name, reason=reason)
+
     def _failed(self, server: Any, what: str) -> PermanentError:
         """Delete a server Nova put in ERROR and say why (no valid host = capacity)."""
-        fault = (server.fault or {}).get("message", "") if isinstance(server.fault, dict) else ""
+        fault = _fault(server)
         self.call(
             f"deleting failed server {server.id}", lambda: self.compute().delete_server(server)
         )
-        if NO_VALID_HOST in fault.lower():
-            return CapacityError(f"{what}: Nova found no host with room: {fault}", cloud=self.name)
-        return PermanentError(
-            f"{what}: server went to ERROR: {fault}", cloud=self.name, reason="ServerError"
-        )
+        message = f"{what}: server went to ERROR: {fault}"
+        return self._nova_error(what, fault, message, "ServerError")
 
     def create_vm(self, request: VMRequest) -> ObservedVM:
         tags = self.owned_tags(request.tags)
@@ -224,18 +231,9 @@ class ComputeMixin(OpenStackBase):
             self.call(what, lambda: self.compute().confirm_server_resize(server))
             server = self.settle(server.id, "resize confirmation")
         if self.vm_of(server).instance_type != instance_type:
-            fault = (
-                (server.fault or {}).get("message", "") if isinstance(server.fault, dict) else ""
-            )
-            if NO_VALID_HOST in fault.lower():
-                raise CapacityError(
-                    f"{what}: Nova found no host with room: {fault}", cloud=self.name
-                )
-            raise PermanentError(
-                f"{what} did not take effect: {fault or server.status}",
-                cloud=self.name,
-                reason="ResizeFailed",
-            )
+            fault = _fault(server)
+            message = f"{what} did not take effect: {fault or server.status}"
+            raise self._nova_error(what, fault, message, "ResizeFailed")
         return server
 
     def update_vm(self, external_id: str, update: VMUpdate) -> ObservedVM:
@@ -271,7 +269,7 @@ class ComputeMixin(OpenStackBase):
         server = self.get_server(external_id)
         if server is None:
             return
-        if (server.metadata or {}).get(META_OWNER) != self.context.owner:
+        if not self.owns_resource(server):
             raise self.not_managed("VM", external_id)
         self.call(
             f"deleting server {external_id}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from reconciler.model.cloud import Offer
@@ -14,6 +14,7 @@ from reconciler.providers.base import Provider, ProviderContext
 from reconciler.providers.catalog import Catalog, CloudPrices, build_offers, catalog_for
 from reconciler.providers.openstack.connect import LazyConnection, validate_settings
 from reconciler.providers.openstack.errors import edge, is_not_found
+from reconciler.providers.openstack.tags import META_OWNER, META_UID
 
 T = TypeVar("T")
 
@@ -70,6 +71,18 @@ class OpenStackBase(Provider):
     ) -> PermanentError:
         return super().not_managed(kind, external_id, mark)
 
+    def owns_resource(self, resource: Any) -> bool:
+        """True if a Nova server or Cinder volume carries our owner metadata."""
+        return (resource.metadata or {}).get(META_OWNER) == self.context.owner
+
+    def checked(self, kind: str, external_id: str, resource: T | None) -> T:
+        """``resource`` if it exists and is ours; NotFound or NotManaged otherwise."""
+        if resource is None:
+            raise self.not_found(kind, external_id)
+        if not self.owns_resource(resource):
+            raise self.not_managed(kind, external_id)
+        return resource
+
     def wait_for(self, what: str, poll: Callable[[], Any], done: Callable[[Any], bool]) -> Any:
         """Poll until ``done(poll())``; TransientError after ``waitTimeout`` seconds."""
         deadline = time.monotonic() + self.wait_timeout
@@ -84,3 +97,8 @@ class OpenStackBase(Provider):
                     retry_after=self.poll_interval,
                 )
             time.sleep(self.poll_interval)
+
+
+def with_uid(resources: Iterable[Any], uid: str) -> Any | None:
+    """The first server or volume whose metadata carries ``reconciler.dev/uid == uid``."""
+    return next((r for r in resources if (r.metadata or {}).get(META_UID) == uid), None)

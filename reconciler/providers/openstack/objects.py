@@ -94,30 +94,25 @@ class ObjectMixin(VolumeMixin):
             tags=decode_swift(headers),
         )
 
-    def _head(self, name: str) -> dict[str, str] | None:
+    def _bucket(self, name: str) -> ObservedBucket | None:
+        """Container ``name`` as read by a HEAD (any owner), or None if absent."""
         response = self._request("HEAD", name, f"reading container {name}")
-        return None if response is None else dict(response.headers)
+        return None if response is None else self.bucket_of(name, dict(response.headers))
 
     def owned_buckets(self) -> list[ObservedBucket]:
+        """Our containers: the account listing has no metadata, so one HEAD each."""
         if Capability.BUCKETS not in self.swift_capabilities():
             return []
         names = self.call(
             "listing Swift containers", lambda: [c.name for c in self.swift().containers()]
         )
-        result = []
-        for name in names:
-            headers = self._head(name)
-            if headers is not None:
-                bucket = self.bucket_of(name, headers)
-                if self.owns(bucket.tags):
-                    result.append(bucket)
-        return result
+        buckets = (self._bucket(name) for name in names)
+        return [b for b in buckets if b is not None and self.owns(b.tags)]
 
     def _own_bucket(self, name: str) -> ObservedBucket:
-        headers = self._head(name)
-        if headers is None:
+        bucket = self._bucket(name)
+        if bucket is None:
             raise self.not_found("bucket", name)
-        bucket = self.bucket_of(name, headers)
         if not self.owns(bucket.tags):
             raise self.not_managed("bucket", name)
         return bucket
@@ -133,9 +128,8 @@ class ObjectMixin(VolumeMixin):
             )
         if request.versioning:
             self._need_versioning()
-        headers = self._head(request.name)
-        if headers is not None:
-            existing = self.bucket_of(request.name, headers)
+        existing = self._bucket(request.name)
+        if existing is not None:
             if existing.tags.get(TAG_UID) != tags[TAG_UID] or not self.owns(existing.tags):
                 raise PermanentError(
                     f"bucket name '{request.name}' is already taken",
@@ -166,20 +160,16 @@ class ObjectMixin(VolumeMixin):
 
     def delete_bucket(self, external_id: str) -> None:
         """DELETE the container; absent is success; objects in it -> BucketNotEmpty."""
-        headers = self._head(external_id)
-        if headers is None:
+        bucket = self._bucket(external_id)
+        if bucket is None:
             return
-        if not self.owns(self.bucket_of(external_id, headers).tags):
+        if not self.owns(bucket.tags):
             raise self.not_managed("bucket", external_id)
         what = f"deleting container {external_id} (it must be empty of objects and versions)"
         self._request("DELETE", external_id, what, conflict="BucketNotEmpty")
 
-    def forget_bucket(self, name: str) -> bool:
-        """Remove our metadata from container ``name``; False if there is no such container."""
-        headers = self._head(name)
-        if headers is None:
-            return False
-        bucket = self.bucket_of(name, headers)
-        if self.owns(bucket.tags):
+    def forget_bucket(self, name: str) -> None:
+        """Remove our metadata from container ``name``; absent or not ours is success."""
+        bucket = self._bucket(name)
+        if bucket is not None and self.owns(bucket.tags):
             self._request("POST", name, f"forgetting container {name}", swift_removal(bucket.tags))
-        return True

@@ -7,11 +7,14 @@ Hyper-V compute driver is an OpenStack cloud to this driver: nothing Hyper-V spe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from reconciler.model.cloud import Capability, CloudInfo
 from reconciler.model.keys import TAG_UID
 from reconciler.model.observed import CloudInventory, Observed
 from reconciler.providers.openstack.objects import ObjectMixin
-from reconciler.providers.openstack.tags import META_OWNER, META_UID, our_metadata_keys
+from reconciler.providers.openstack.tags import our_metadata_keys
 
 _COMPUTE_CAPS = frozenset({Capability.STOP, Capability.RESIZE, Capability.VOLUMES})
 
@@ -33,7 +36,7 @@ class OpenStackProvider(ObjectMixin):
         )
 
     def list_managed(self) -> CloudInventory:
-        vms = tuple(self.vm_of(s) for s in self.owned_servers())
+        vms = self.owned_vms()
         volumes = tuple(self.volume_of(v) for v in self.owned_volumes())
         buckets = tuple(self.owned_buckets())
         return CloudInventory(self.name, vms, volumes, buckets)
@@ -42,9 +45,9 @@ class OpenStackProvider(ObjectMixin):
         server = self.server_by_uid(uid)
         if server is not None:
             return self.vm_of(server)
-        for vol in self.owned_volumes():
-            if (vol.metadata or {}).get(META_UID) == uid:
-                return self.volume_of(vol)
+        vol = self.volume_by_uid(uid)
+        if vol is not None:
+            return self.volume_of(vol)
         return next((b for b in self.owned_buckets() if b.tags.get(TAG_UID) == uid), None)
 
     def forget(self, external_id: str) -> None:
@@ -54,23 +57,19 @@ class OpenStackProvider(ObjectMixin):
         """
         server = self.get_server(external_id)
         if server is not None:
-            metadata = server.metadata or {}
-            keys = our_metadata_keys(metadata)
-            if metadata.get(META_OWNER) == self.context.owner and keys:
-                self.call(
-                    f"forgetting server {external_id}",
-                    lambda: self.compute().delete_server_metadata(server, keys),
-                )
+            self._forget_metadata("server", server, self.compute().delete_server_metadata)
             return
         vol = self.get_volume(external_id)
         if vol is not None:
-            metadata = vol.metadata or {}
-            keys = our_metadata_keys(metadata)
-            if metadata.get(META_OWNER) == self.context.owner and keys:
-                self.call(
-                    f"forgetting volume {external_id}",
-                    lambda: self.block().delete_volume_metadata(vol, keys),
-                )
+            self._forget_metadata("volume", vol, self.block().delete_volume_metadata)
             return
         if "/" not in external_id and Capability.BUCKETS in self.swift_capabilities():
             self.forget_bucket(external_id)
+
+    def _forget_metadata(
+        self, kind: str, resource: Any, delete: Callable[[Any, list[str]], object]
+    ) -> None:
+        """Delete our metadata keys from an owned server or volume."""
+        keys = our_metadata_keys(resource.metadata or {})
+        if keys and self.owns_resource(resource):
+            self.call(f"forgetting {kind} {resource.id}", lambda: delete(resource, keys))

@@ -9,12 +9,8 @@ from reconciler.model.keys import TAG_UID
 from reconciler.model.observed import ObservedVolume
 from reconciler.providers.base import VolumeRequest
 from reconciler.providers.openstack.compute import ComputeMixin
-from reconciler.providers.openstack.tags import (
-    META_OWNER,
-    META_UID,
-    decode_metadata,
-    encode_metadata,
-)
+from reconciler.providers.openstack.core import with_uid
+from reconciler.providers.openstack.tags import decode_metadata, encode_metadata
 
 #: Cinder statuses a volume rests in.
 RESTING = frozenset({"available", "in-use", "error", "error_extending"})
@@ -40,8 +36,10 @@ class VolumeMixin(ComputeMixin):
 
     def owned_volumes(self) -> list[Any]:
         listed = self.call("listing Cinder volumes", lambda: list(self.block().volumes()))
-        owner = self.context.owner
-        return [v for v in listed if (v.metadata or {}).get(META_OWNER) == owner]
+        return [v for v in listed if self.owns_resource(v)]
+
+    def volume_by_uid(self, uid: str) -> Any | None:
+        return with_uid(self.owned_volumes(), uid)
 
     def get_volume(self, volume_id: str) -> Any | None:
         return self.get_or_none(
@@ -49,12 +47,7 @@ class VolumeMixin(ComputeMixin):
         )
 
     def own_volume(self, volume_id: str) -> Any:
-        vol = self.get_volume(volume_id)
-        if vol is None:
-            raise self.not_found("volume", volume_id)
-        if (vol.metadata or {}).get(META_OWNER) != self.context.owner:
-            raise self.not_managed("volume", volume_id)
-        return vol
+        return self.checked("volume", volume_id, self.get_volume(volume_id))
 
     def settle_volume(self, volume_id: str, what: str, done: frozenset[str] = RESTING) -> Any:
         vol = self.wait_for(
@@ -80,19 +73,16 @@ class VolumeMixin(ComputeMixin):
                 cloud=self.name,
                 reason="BadRequest",
             )
-        found = [
-            v for v in self.owned_volumes() if (v.metadata or {}).get(META_UID) == tags[TAG_UID]
-        ]
-        vol = found[0] if found else None
+        vol = self.volume_by_uid(tags[TAG_UID])
         if vol is None:
             args: dict[str, Any] = {
                 "name": request.name,
                 "size": request.size_gib,
                 "metadata": encode_metadata(tags, self.name),
             }
-            vtype = self.settings.get("volumeType") if request.volume_class == "standard" else None
-            args["volume_type"] = vtype or (
-                None if request.volume_class == "standard" else request.volume_class
+            standard = request.volume_class == "standard"
+            args["volume_type"] = (
+                self.settings.get("volumeType") or None if standard else request.volume_class
             )
             if self.settings.get("availabilityZone"):
                 args["availability_zone"] = self.settings["availabilityZone"]
@@ -159,7 +149,7 @@ class VolumeMixin(ComputeMixin):
         vol = self.get_volume(external_id)
         if vol is None:
             return
-        if (vol.metadata or {}).get(META_OWNER) != self.context.owner:
+        if not self.owns_resource(vol):
             raise self.not_managed("volume", external_id)
         if vol.attachments:
             raise PermanentError(

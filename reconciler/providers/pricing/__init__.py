@@ -20,7 +20,7 @@ from reconciler.providers.catalog import (
     load_shipped_catalog,
     refreshed_path,
 )
-from reconciler.providers.pricing.azure import Fetch
+from reconciler.providers.pricing import azure
 from reconciler.providers.pricing.common import Fetched, RefreshResult, merge
 from reconciler.providers.pricing.store import write_catalog
 
@@ -35,7 +35,7 @@ def refreshable(catalog: Catalog) -> bool:
     return catalog.provider in REFRESHABLE_PROVIDERS
 
 
-def _fetch(shipped: Catalog, aws_client: Any, fetch: Fetch | None) -> Fetched:
+def _fetch(shipped: Catalog, aws_client: Any, fetch: azure.Fetch | None) -> Fetched:
     if shipped.provider == "aws":
         try:
             from reconciler.providers.pricing import aws
@@ -47,8 +47,6 @@ def _fetch(shipped: Catalog, aws_client: Any, fetch: Fetch | None) -> Fetched:
             ) from exc
         client = aws_client if aws_client is not None else aws.make_client(shipped.name)
         return aws.fetch(shipped, client)
-    from reconciler.providers.pricing import azure
-
     return azure.fetch_prices(shipped, fetch)
 
 
@@ -59,7 +57,7 @@ def refresh_catalog(
     today: datetime.date | None = None,
     include_all: bool = False,
     aws_client: Any = None,
-    fetch: Fetch | None = None,
+    fetch: azure.Fetch | None = None,
 ) -> RefreshResult:
     """Fetch current prices for catalog ``name`` and write them atomically.
 

@@ -79,8 +79,17 @@ class Chaos:
                     return fault
         return ""
 
-    def _injected_error(self, fault: str, operation: str) -> ProviderError:
-        """The error a real cloud's wire shape of ``fault`` maps to."""
+    def _error(self, fault: str, operation: str) -> ProviderError:
+        """The error a fault raises before the call has any effect: a seeded
+        "transient"/"permanent" one, or the real wire shape of an injected one."""
+        if fault == "transient":
+            return TransientError(
+                f"simulated transient fault in {operation} (nothing was done)", self.cloud, 0.01
+            )
+        if fault == "permanent":
+            return PermanentError(
+                f"simulated permanent fault in {operation}", self.cloud, "InjectedFault"
+            )
         where = f"injected fault in {operation}"
         if fault == "throttle":
             return TransientError(f"{where}: HTTP 429 Too Many Requests", self.cloud, 0.01)
@@ -104,46 +113,36 @@ class Chaos:
                 retry_after=wait,
             )
 
-    def _roll(self, operation: str) -> tuple[str, bool]:
-        """("transient"|"permanent"|"", lost_response) for one call."""
+    def _roll(self, operation: str) -> str:
+        """The seeded fault of one call: "transient", "lost_response" (never for a
+        list), "permanent" or ""."""
         faults = self.sim.faults
         if operation not in self.operations or (
             faults.transient_rate <= 0 and faults.permanent_rate <= 0
         ):
-            return "", False
+            return ""
         with self._rng_lock:
             draw = self._rng.random()
             lost = self._rng.random() < 0.5
         if draw < faults.transient_rate:
-            return "transient", lost
+            return "lost_response" if lost and operation != "list" else "transient"
         if draw < faults.transient_rate + faults.permanent_rate:
-            return "permanent", False
-        return "", False
+            return "permanent"
+        return ""
 
     def enter(self, operation: str) -> Fault:
-        """Run before a call; raises a fault that happens before any effect."""
+        """Run before a call; raises a fault that happens before any effect.
+
+        The fault is the next armed one for ``operation``, else the seeded dice's."""
         if self.sim.latency_ms > 0:
             time.sleep(self.sim.latency_ms / 1000.0)
         self._throttle()
-        armed = self._take_armed(operation)
-        if armed == "lost_response" and operation != "list":
+        fault = self._take_armed(operation) or self._roll(operation)
+        if fault == "lost_response" and operation != "list":
             return Fault.LOST_RESPONSE
-        if armed:
-            raise self._injected_error(armed, operation)
-        kind, lost = self._roll(operation)
-        if kind == "permanent":
-            raise PermanentError(
-                f"simulated permanent fault in {operation}",
-                cloud=self.cloud,
-                reason="InjectedFault",
-            )
-        if kind == "transient" and not (lost and operation != "list"):
-            raise TransientError(
-                f"simulated transient fault in {operation} (nothing was done)",
-                cloud=self.cloud,
-                retry_after=0.01,
-            )
-        return Fault.LOST_RESPONSE if kind == "transient" else Fault.NONE
+        if fault:
+            raise self._error(fault, operation)
+        return Fault.NONE
 
     def leave(self, operation: str, fault: Fault) -> None:
         """Run after a call did its work; raises the "lost response" fault."""

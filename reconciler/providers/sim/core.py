@@ -42,12 +42,11 @@ class SimBase(Provider):
     ) -> None:
         super().__init__(cloud, context)
         self.world = world if world is not None else get_world(context.state_dir)
-        self.catalog = catalog_for(cloud)
-        self._offers = build_offers(cloud, self.catalog)
-        self._offer_by_name: dict[str, Offer] = {o.name: o for o in self._offers}
+        catalog = catalog_for(cloud)
+        self._offers: dict[str, Offer] = {o.name: o for o in build_offers(cloud, catalog)}
         self.capabilities = parse_capabilities(cloud)
         self.chaos = Chaos(cloud, self.world)
-        self.prices = CloudPrices.of(cloud, self.catalog)
+        self.prices = CloudPrices.of(cloud, catalog)
 
     # -- checks --------------------------------------------------------------------
     def _need(self, capability: Capability, what: str) -> None:
@@ -60,7 +59,7 @@ class SimBase(Provider):
             )
 
     def _offer(self, instance_type: str) -> Offer:
-        offer = require_offer(self._offer_by_name, instance_type, self.cloud.name)
+        offer = require_offer(self._offers, instance_type, self.cloud.name)
         if offer.gpus > 0:
             self._need(Capability.GPUS, f"instance type {instance_type} (GPUs)")
         return offer
@@ -132,33 +131,42 @@ class SimBase(Provider):
     # -- conversions ---------------------------------------------------------------
     def _observe(self, rec: SimResource) -> Observed:
         if rec.kind == VM:
-            offer = self._offer_by_name.get(rec.instance_type)
-            running = rec.power_state == PowerState.RUNNING.value
-            price = (offer.price_per_hour if offer else rec.price_per_hour) if running else 0.0
-            return ObservedVM(
-                cloud=rec.cloud,
-                external_id=rec.id,
-                instance_type=rec.instance_type,
-                vcpus=rec.vcpus,
-                memory_gib=rec.memory_gib,
-                power_state=PowerState(rec.power_state),
-                price_per_hour=price,
-                tags=dict(rec.tags),
-                image=rec.image,
-                disk_gib=rec.disk_gib,
-                gpus=rec.gpus,
-            )
+            return self._vm(rec)
         if rec.kind == VOLUME:
-            return ObservedVolume(
-                cloud=rec.cloud,
-                external_id=rec.id,
-                size_gib=rec.size_gib,
-                volume_class=rec.volume_class,
-                attached_to=rec.attached_to,
-                price_per_hour=rec.size_gib * self.prices.block_per_gib_month / HOURS_PER_MONTH,
-                tags=dict(rec.tags),
-            )
+            return self._volume(rec)
         assert rec.kind == BUCKET
+        return self._bucket(rec)
+
+    def _vm(self, rec: SimResource) -> ObservedVM:
+        offer = self._offers.get(rec.instance_type)
+        running = rec.power_state == PowerState.RUNNING.value
+        price = (offer.price_per_hour if offer else rec.price_per_hour) if running else 0.0
+        return ObservedVM(
+            cloud=rec.cloud,
+            external_id=rec.id,
+            instance_type=rec.instance_type,
+            vcpus=rec.vcpus,
+            memory_gib=rec.memory_gib,
+            power_state=PowerState(rec.power_state),
+            price_per_hour=price,
+            tags=dict(rec.tags),
+            image=rec.image,
+            disk_gib=rec.disk_gib,
+            gpus=rec.gpus,
+        )
+
+    def _volume(self, rec: SimResource) -> ObservedVolume:
+        return ObservedVolume(
+            cloud=rec.cloud,
+            external_id=rec.id,
+            size_gib=rec.size_gib,
+            volume_class=rec.volume_class,
+            attached_to=rec.attached_to,
+            price_per_hour=rec.size_gib * self.prices.block_per_gib_month / HOURS_PER_MONTH,
+            tags=dict(rec.tags),
+        )
+
+    def _bucket(self, rec: SimResource) -> ObservedBucket:
         return ObservedBucket(
             cloud=rec.cloud,
             external_id=rec.name,
@@ -166,8 +174,3 @@ class SimBase(Provider):
             price_per_hour=0.0,
             tags=dict(rec.tags),
         )
-
-    def _vm(self, rec: SimResource) -> ObservedVM:
-        observed = self._observe(rec)
-        assert isinstance(observed, ObservedVM)
-        return observed

@@ -61,12 +61,12 @@ class SimProvider(SimStorage):
 
     def offers(self) -> list[Offer]:
         """Catalog + inline offers; ``available`` = declared minus FOREIGN VMs of the type."""
-        if all(o.available is None for o in self._offers):
-            return list(self._offers)
+        if all(o.available is None for o in self._offers.values()):
+            return list(self._offers.values())
         name, owner = self.cloud.name, self.context.owner
         result = []
         with self.world.reading():
-            for offer in self._offers:
+            for offer in self._offers.values():
                 if offer.available is not None:
                     foreign = self.world.type_count(name, offer.name) - self.world.type_count(
                         name, offer.name, owner
@@ -82,13 +82,12 @@ class SimProvider(SimStorage):
         buckets: list[ObservedBucket] = []
         with self.world.reading():
             for rec in self.world.owned(self.cloud.name, self.context.owner):
-                observed = self._observe(rec)
-                if isinstance(observed, ObservedVM):
-                    vms.append(observed)
-                elif isinstance(observed, ObservedVolume):
-                    volumes.append(observed)
+                if rec.kind == VM:
+                    vms.append(self._vm(rec))
+                elif rec.kind == VOLUME:
+                    volumes.append(self._volume(rec))
                 else:
-                    buckets.append(observed)
+                    buckets.append(self._bucket(rec))
         self.chaos.leave("list", fault)
         return CloudInventory(self.cloud.name, tuple(vms), tuple(volumes), tuple(buckets))
 

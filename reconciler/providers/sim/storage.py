@@ -15,16 +15,6 @@ from reconciler.providers.sim.records import BUCKET, VM, VOLUME, SimResource, bu
 class SimStorage(SimBase):
     """Volume and bucket operations (priced: volumes per GiB-month, buckets by usage)."""
 
-    def _volume(self, rec: SimResource) -> ObservedVolume:
-        observed = self._observe(rec)
-        assert isinstance(observed, ObservedVolume)
-        return observed
-
-    def _bucket(self, rec: SimResource) -> ObservedBucket:
-        observed = self._observe(rec)
-        assert isinstance(observed, ObservedBucket)
-        return observed
-
     def create_volume(self, request: VolumeRequest) -> ObservedVolume:
         fault = self.chaos.enter("create")
         self._need(Capability.VOLUMES, "a volume")

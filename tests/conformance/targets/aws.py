@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,12 +185,6 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
         buckets = sorted(b["Name"] for b in s3.list_buckets()["Buckets"])
         return sorted(instances), sorted(volumes), buckets
 
-    def lose_next_response() -> AbstractContextManager[None]:
-        return lost_response(provider)
-
-    def fail_next_call(kind: ErrorKind) -> AbstractContextManager[None]:
-        return failing_call(provider, kind)
-
     try:
         yield ConformanceTarget(
             name="aws",
@@ -201,8 +195,8 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
             make_foreign_vm=make_foreign_vm,
             foreign_vm_state=foreign_vm_state,
             backend_state=backend_state,
-            lose_next_response=lose_next_response,
-            fail_next_call=fail_next_call,
+            lose_next_response=lambda: lost_response(provider),
+            fail_next_call=lambda kind: failing_call(provider, kind),
             secrets=(SECRET_KEY,),
         )
     finally:

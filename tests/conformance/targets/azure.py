@@ -10,7 +10,6 @@ REAL Azurite (tests/servers/azurite.py).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from azure.storage.blob import BlobServiceClient
 from servers.azurite import Azurite, azurite
 from servers.fake_arm import FakeArm
 
-from conformance.target import ConformanceTarget, ErrorKind
+from conformance.target import ConformanceTarget
 from reconciler.model.specs import CloudSpec, Pricing
 from reconciler.providers.azure import AzureProvider
 from reconciler.providers.base import ProviderContext
@@ -143,12 +142,6 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
         )
         return fake.snapshot(), containers
 
-    def lose_next_response() -> AbstractContextManager[None]:
-        return fake.dropping()
-
-    def fail_next_call(kind: ErrorKind) -> AbstractContextManager[None]:
-        return fake.failing(kind)
-
     try:
         yield ConformanceTarget(
             name="azure",
@@ -159,8 +152,8 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
             make_foreign_vm=lambda: foreign_vm(provider, f"foreign-{next(counter)}"),
             foreign_vm_state=lambda vm_id: vm_state(provider, vm_id),
             backend_state=backend_state,
-            lose_next_response=lose_next_response,
-            fail_next_call=fail_next_call,
+            lose_next_response=fake.dropping,
+            fail_next_call=fake.failing,
             secrets=(SECRET, blob.connection_string.split("AccountKey=")[1].split(";")[0]),
         )
     finally:

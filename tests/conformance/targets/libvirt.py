@@ -15,7 +15,7 @@ tests on that shared server, and its cleanup deletes every bucket that owner sti
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
@@ -171,12 +171,6 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
         finally:
             host.before = None
 
-    def lose_next_response() -> AbstractContextManager[None]:
-        return lose()
-
-    def fail_next_call(kind: ErrorKind) -> AbstractContextManager[None]:
-        return fail(kind)
-
     try:
         yield ConformanceTarget(
             name="libvirt",
@@ -187,8 +181,8 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
             make_foreign_vm=make_foreign_vm,
             foreign_vm_state=foreign_vm_state,
             backend_state=backend_state,
-            lose_next_response=lose_next_response,
-            fail_next_call=fail_next_call,
+            lose_next_response=lose,
+            fail_next_call=fail,
             secrets=(SECRET, seaweed.SECRET_KEY),
         )
     finally:

@@ -132,5 +132,4 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
         fail_next_call=fail_next_call,
         secrets=(fake.account.password, fake.token),
     )
-    fake.reset()
-    swift_server().clear()
+    reset_backend()

@@ -7,10 +7,10 @@ machinery its seeded chaos mode uses, so "lost response" really performs the cre
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
-from conformance.target import ConformanceTarget, ErrorKind
+from conformance.target import ConformanceTarget
 from reconciler.model.keys import TAG_OWNER
 from reconciler.model.specs import CloudSpec, Pricing
 from reconciler.providers.base import ProviderContext
@@ -48,12 +48,6 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
         finally:
             provider.chaos.clear_injected()
 
-    def lose_next_response() -> AbstractContextManager[None]:
-        return armed("lost_response", "create")
-
-    def fail_next_call(kind: ErrorKind) -> AbstractContextManager[None]:
-        return armed(kind, None)
-
     try:
         yield ConformanceTarget(
             name="sim",
@@ -64,8 +58,8 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
             make_foreign_vm=make_foreign_vm,
             foreign_vm_state=foreign_vm_state,
             backend_state=backend_state,
-            lose_next_response=lose_next_response,
-            fail_next_call=fail_next_call,
+            lose_next_response=lambda: armed("lost_response", "create"),
+            fail_next_call=lambda kind: armed(kind, None),
             secrets=(SECRET,),
         )
     finally:
