@@ -19,8 +19,9 @@ class Capability(StrEnum):
     VOLUMES = "volumes"
     BUCKETS = "buckets"
     BUCKET_VERSIONING = "bucket-versioning"
-    IMAGE_IMPORT = "image-import"
-    IMAGE_EXPORT = "image-export"
+    VOLUME_SNAPSHOTS = "volume-snapshots"
+    IMAGE_IMPORT = "image-import"  # import_image, VMs and volumes from imported images
+    IMAGE_EXPORT = "image-export"  # disk_size and read_disk of boot disks and volumes
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ Guarantees every implementation gives (tested by the conformance suite):
 * Every SDK/transport error is mapped at the edge to ``TransientError(retry_after)``
   or ``PermanentError(reason)``; capacity or quota exhaustion is a ``CapacityError``.
 * Capabilities are declared in ``describe().capabilities``; callers use no other.
+  The optional operations below (disks, images, objects) raise a ``PermanentError``
+  with reason ``NotSupported`` unless the driver declares their capability.
 * No secret ever appears in a return value, an exception message or a log line.
 
 Providers are constructed per Cloud object and must be thread-safe: the executor
@@ -27,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from reconciler.model.cloud import CloudInfo, Offer
+from reconciler.model.artifacts import Chunks, DiskRef, ObjectInfo, ObservedImage
+from reconciler.model.cloud import Capability, CloudInfo, Offer
 from reconciler.model.errors import PermanentError
 from reconciler.model.keys import TAG_OWNER, TAG_UID
 from reconciler.model.observed import (
@@ -77,9 +80,25 @@ class VMUpdate:
 
 @dataclass(frozen=True, slots=True)
 class VolumeRequest:
+    """Create a volume, empty or (``source_image``, an image id in the same cloud made
+    by ``import_image``) holding that image's bytes."""
+
     name: str
     size_gib: int
     volume_class: str
+    tags: Mapping[str, str]
+    source_image: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """Import raw disk bytes as an image. ``tags`` include the ownership tags (owner,
+    key, uid); ``size_bytes`` and ``sha256`` describe the bytes that will be streamed,
+    and the import fails (leaving nothing behind) when what arrives differs."""
+
+    name: str
+    size_bytes: int
+    sha256: str
     tags: Mapping[str, str]
 
 
@@ -203,3 +222,87 @@ class Provider(ABC):
         """Stop managing a VM, volume or bucket (deletionPolicy Orphan): remove our
         ownership tags so it keeps running but is invisible to later plans. Absent is
         success."""
+
+    # -- optional: disks and images (Capability.IMAGE_EXPORT / IMAGE_IMPORT) ---------
+    def unsupported(self, what: str, capability: Capability) -> PermanentError:
+        """The error for an optional operation this driver does not offer."""
+        return PermanentError(
+            f"{what} is not supported by the {self.provider_name} driver "
+            f"(no '{capability.value}' capability)",
+            cloud=self.cloud.name,
+            reason="NotSupported",
+        )
+
+    def disk_size(self, ref: DiskRef) -> int:
+        """Size in bytes of the disk ``ref`` (what ``read_disk`` yields). Never mutates."""
+        raise self.unsupported("reading disks", Capability.IMAGE_EXPORT)
+
+    def read_disk(self, ref: DiskRef) -> Chunks:
+        """The raw bytes of one of our disks, streamed. A VM's boot disk is read only
+        while the VM is stopped and a volume only while detached or its VM stopped
+        (``PermanentError`` reason ``DiskInUse`` otherwise), so the bytes are
+        consistent. Never mutates; may be called again to read the disk again."""
+        raise self.unsupported("reading disks", Capability.IMAGE_EXPORT)
+
+    def import_image(self, request: ImageRequest, chunks: Chunks) -> ObservedImage:
+        """Make an image from raw disk bytes. Idempotent by the uid tag: a retry returns
+        the image already made (without reading ``chunks``). If the bytes that arrive
+        differ from ``request.size_bytes``/``sha256`` nothing is left behind and
+        ``PermanentError`` reason ``ChecksumMismatch`` is raised. A VM created with
+        ``VMRequest.image`` = the returned id boots from those bytes."""
+        raise self.unsupported("importing images", Capability.IMAGE_IMPORT)
+
+    def find_image(self, uid: str) -> ObservedImage | None:
+        """Our image carrying ``reconciler.dev/uid == uid``, if any. Never mutates."""
+        raise self.unsupported("importing images", Capability.IMAGE_IMPORT)
+
+    def delete_image(self, external_id: str) -> None:
+        """Delete one of our images; absent is success."""
+        raise self.unsupported("importing images", Capability.IMAGE_IMPORT)
+
+    def disk_sha256(self, ref: DiskRef) -> str | None:
+        """The SHA-256 of a disk's bytes if the cloud can tell without reading them
+        (the simulator can; real clouds return None and callers read the disk)."""
+        return None
+
+    # -- optional: volume snapshots (Capability.VOLUME_SNAPSHOTS) ---------------------
+    def snapshot_volume(self, external_id: str, tags: Mapping[str, str]) -> str:
+        """Snapshot one of our volumes; returns the snapshot id. Idempotent by the uid in
+        ``tags`` (a retry returns the snapshot already made); the snapshot carries
+        ``tags`` with our owner. ``PermanentError`` if the volume is absent or not ours."""
+        raise self.unsupported("volume snapshots", Capability.VOLUME_SNAPSHOTS)
+
+    def list_snapshots(self, volume_id: str) -> list[str]:
+        """Ids of our snapshots of ``volume_id``. Never mutates."""
+        raise self.unsupported("volume snapshots", Capability.VOLUME_SNAPSHOTS)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete one of our snapshots; absent is success."""
+        raise self.unsupported("volume snapshots", Capability.VOLUME_SNAPSHOTS)
+
+    # -- optional: objects in our buckets (Capability.BUCKETS) -----------------------
+    def put_object(
+        self, bucket: str, key: str, chunks: Chunks, metadata: Mapping[str, str]
+    ) -> ObjectInfo:
+        """Write an object into our bucket ``bucket`` (an external id), replacing any
+        object of that key; large objects go up in parts. ``metadata`` is stored as the
+        store's user metadata. Raises ``PermanentError`` if the bucket is not ours."""
+        raise self.unsupported("objects", Capability.BUCKETS)
+
+    def get_object(self, bucket: str, key: str) -> Chunks:
+        """The bytes of an object in our bucket, streamed (``PermanentError`` reason
+        ``NotFound`` if absent)."""
+        raise self.unsupported("objects", Capability.BUCKETS)
+
+    def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
+        """One object's size, etag and metadata, or None if absent. Never mutates."""
+        raise self.unsupported("objects", Capability.BUCKETS)
+
+    def list_objects(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        """Every object in our bucket under ``prefix``, sorted by key (latest versions
+        only; metadata included where the listing returns it). Never mutates."""
+        raise self.unsupported("objects", Capability.BUCKETS)
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete an object from our bucket; absent is success."""
+        raise self.unsupported("objects", Capability.BUCKETS)

@@ -21,11 +21,18 @@ from reconciler.model.observed import (
 )
 from reconciler.model.specs import Capacity, PowerState
 from reconciler.providers.base import VMRequest, VMUpdate
-from reconciler.providers.sim.records import BUCKET, VM, VOLUME, SimResource, bucket_key
-from reconciler.providers.sim.storage import SimStorage
+from reconciler.providers.sim.objects import SimObjects
+from reconciler.providers.sim.records import (
+    BUCKET,
+    MANAGED_KINDS,
+    VM,
+    VOLUME,
+    SimResource,
+    bucket_key,
+)
 
 
-class SimProvider(SimStorage):
+class SimProvider(SimObjects):
     """The simulator driver (``spec.provider: sim``); thread-safe, shares one world."""
 
     # -- read-only -----------------------------------------------------------------
@@ -86,7 +93,7 @@ class SimProvider(SimStorage):
                     vms.append(self._vm(rec))
                 elif rec.kind == VOLUME:
                     volumes.append(self._volume(rec))
-                else:
+                elif rec.kind == BUCKET:
                     buckets.append(self._bucket(rec))
         self.chaos.leave("list", fault)
         return CloudInventory(self.cloud.name, tuple(vms), tuple(volumes), tuple(buckets))
@@ -110,6 +117,7 @@ class SimProvider(SimStorage):
         with self.world.reading():
             rec = self.world.by_uid(self.cloud.name, uid)
             mine = rec is not None and rec.owner == self.context.owner
+            mine = mine and rec is not None and rec.kind in MANAGED_KINDS
             result = self._observe(rec) if mine and rec is not None else None
         self.chaos.leave("list", fault)
         return result
@@ -125,6 +133,7 @@ class SimProvider(SimStorage):
             rec = self._by_uid(tags, VM)
             if rec is None:
                 self._check_capacity(offer, None)
+                disk, size = self.initial_disk(request.image)
                 rec = SimResource(
                     self.world.fresh_id(VM),
                     VM,
@@ -139,6 +148,8 @@ class SimProvider(SimStorage):
                     power_state=PowerState(request.power_state).value,
                     image=request.image,
                     disk_gib=request.disk_gib,
+                    disk=disk,
+                    size_bytes=size,
                 )
                 self.world.put(rec)
             result = self._vm(rec)

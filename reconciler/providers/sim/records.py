@@ -11,8 +11,13 @@ from reconciler.model.keys import TAG_OWNER
 VM = "vm"
 VOLUME = "volume"
 BUCKET = "bucket"
+IMAGE = "image"
+SNAPSHOT = "snapshot"
+OBJECT = "object"
+#: Kinds list_managed reports (images, snapshots and objects are reached otherwise).
+MANAGED_KINDS = frozenset({VM, VOLUME, BUCKET})
 
-_ID_PREFIX = {VM: "i-", VOLUME: "vol-"}
+_ID_PREFIX = {VM: "i-", VOLUME: "vol-", IMAGE: "img-", SNAPSHOT: "snap-"}
 
 
 def new_id(kind: str) -> str:
@@ -25,6 +30,11 @@ def bucket_key(cloud: str, name: str) -> str:
     return f"bucket/{cloud}/{name}"
 
 
+def object_key(bucket: str, key: str) -> str:
+    """The world key of an object in the bucket whose world key is ``bucket``."""
+    return f"object/{bucket}/{key}"
+
+
 @dataclass(frozen=True, slots=True)
 class SimResource:
     """A VM, volume or bucket in some simulated cloud (every owner, ours or not).
@@ -33,6 +43,11 @@ class SimResource:
     buckets (whose external id is their ``name``). VMs keep the vcpus/memory/gpus and
     price of their instance type as of the last create or resize, so capacity
     accounting never depends on a catalog.
+
+    ``disk`` is the SHA-256 of the content of a VM's boot disk, a volume, an image, a
+    snapshot or an object (the bytes live in the world's blob store); ``size_bytes`` its
+    length; ``parent`` the bucket of an object or the volume of a snapshot; ``meta`` an
+    object's user metadata.
     """
 
     id: str
@@ -52,6 +67,10 @@ class SimResource:
     volume_class: str = ""
     attached_to: str | None = None
     versioning: bool = False
+    disk: str = ""
+    size_bytes: int = 0
+    parent: str = ""
+    meta: dict[str, str] = field(default_factory=dict)
 
     @property
     def owner(self) -> str:

@@ -9,7 +9,7 @@ from reconciler.model.errors import PermanentError
 from reconciler.model.observed import ObservedBucket, ObservedVolume
 from reconciler.providers.base import BucketRequest, VolumeRequest
 from reconciler.providers.sim.core import SimBase
-from reconciler.providers.sim.records import BUCKET, VM, VOLUME, SimResource, bucket_key
+from reconciler.providers.sim.records import BUCKET, IMAGE, VM, VOLUME, SimResource, bucket_key
 
 
 class SimStorage(SimBase):
@@ -28,6 +28,7 @@ class SimStorage(SimBase):
         with self.world.transaction():
             rec = self._by_uid(tags, VOLUME)
             if rec is None:
+                disk, size = self._volume_content(request)
                 rec = SimResource(
                     self.world.fresh_id(VOLUME),
                     VOLUME,
@@ -36,11 +37,21 @@ class SimStorage(SimBase):
                     tags=tags,
                     size_gib=request.size_gib,
                     volume_class=request.volume_class,
+                    disk=disk,
+                    size_bytes=size,
                 )
                 self.world.put(rec)
             result = self._volume(rec)
         self.chaos.leave("create", fault)
         return result
+
+    def _volume_content(self, request: VolumeRequest) -> tuple[str, int]:
+        """A new volume's bytes: zeros, or a copy of one of our imported images."""
+        if request.source_image is None:
+            return self.world.blobs.zeros(request.size_gib)
+        self._need(Capability.IMAGE_IMPORT, "volumes from images")
+        image = self._existing(request.source_image, IMAGE)
+        return image.disk, image.size_bytes
 
     def _attach(self, rec: SimResource, attach_to: str) -> SimResource:
         if rec.attached_to == attach_to:
@@ -149,5 +160,11 @@ class SimStorage(SimBase):
         with self.world.transaction():
             rec = self._ours(external_id, BUCKET)
             if rec is not None:
+                if self.world.objects(rec.id):
+                    raise PermanentError(
+                        f"bucket {external_id} is not empty",
+                        cloud=self.cloud.name,
+                        reason="BucketNotEmpty",
+                    )
                 self.world.remove(rec.id)
         self.chaos.leave("delete", fault)

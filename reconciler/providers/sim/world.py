@@ -15,14 +15,17 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from reconciler.model.keys import TAG_UID
 from reconciler.providers.ratelimit import TokenBucket
+from reconciler.providers.sim.blobs import BlobStore
 from reconciler.providers.sim.journal import Journal
 from reconciler.providers.sim.records import (
     BUCKET,
+    OBJECT,
     VM,
     VOLUME,
     SimResource,
@@ -44,6 +47,7 @@ class SimWorld:
         self.directory = directory
         self.compact_min = compact_min
         self._journal = Journal(directory, fsync=fsync)
+        self.blobs = BlobStore(directory / "blobs")
         self._mutex = threading.RLock()
         self._depth = 0
         self._throttles: dict[str, TokenBucket] = {}
@@ -61,6 +65,7 @@ class SimWorld:
         self._total: dict[str, Usage] = defaultdict(Usage)
         self._types: dict[tuple[str, str, str], int] = defaultdict(int)
         self._attached: dict[str, dict[str, None]] = defaultdict(dict)
+        self._objects: dict[str, dict[str, None]] = defaultdict(dict)
 
     def _index(self, rec: SimResource, sign: int) -> None:
         owner = rec.owner
@@ -86,6 +91,12 @@ class SimWorld:
                 attached[rec.id] = None
             else:
                 attached.pop(rec.id, None)
+        elif rec.kind == OBJECT:
+            objects = self._objects[rec.parent]
+            if sign > 0:
+                objects[rec.id] = None
+            else:
+                objects.pop(rec.id, None)
 
     def _apply(self, entry: dict[str, Any]) -> None:
         seq = int(entry["s"])
@@ -209,6 +220,11 @@ class SimWorld:
     def attached_volumes(self, vm_id: str) -> list[SimResource]:
         return [self._res[v] for v in self._attached.get(vm_id, {})]
 
+    def objects(self, bucket: str) -> list[SimResource]:
+        """Objects in the bucket whose world key is ``bucket``, sorted by key."""
+        found = (self._res[o] for o in self._objects.get(bucket, {}))
+        return sorted(found, key=lambda r: r.name)
+
     def resources(self, cloud: str | None = None) -> list[SimResource]:
         """Every resource (of every owner), optionally of one cloud; call while reading."""
         return [r for r in self._res.values() if cloud is None or r.cloud == cloud]
@@ -277,6 +293,16 @@ class SimWorld:
                 )
             )
             return name
+
+    def write_disk(self, rid: str, data: bytes) -> str:
+        """Test helper: append ``data`` to the disk of a VM or volume (what a guest
+        writing to its disk does); returns the new SHA-256 of the disk."""
+        with self.transaction():
+            rec = self._res[rid]
+            chunks = [*self.blobs.read(rec.disk), data] if rec.disk else [data]
+            sha, size = self.blobs.put(chunks)
+            self.put(replace(rec, disk=sha, size_bytes=size))
+            return sha
 
     def close(self) -> None:
         with self._mutex:

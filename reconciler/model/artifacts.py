@@ -1,0 +1,63 @@
+"""Disk images and objects: what migration and bucket copies move between clouds.
+
+These are records providers return; the bytes themselves travel as iterators of
+chunks (``Chunks``) and are never held whole in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+#: Object metadata key under which reconciler records the SHA-256 of what it wrote
+#: (stores spell metadata differently: S3 ``x-amz-meta-``, Swift ``X-Object-Meta-``,
+#: Azure blob metadata; drivers translate).
+META_SHA256 = "reconciler-sha256"
+#: On a bucket copy's object: the ETag of the object it was copied from.
+META_SOURCE_ETAG = "reconciler-source-etag"
+
+#: A stream of bytes, in chunks of any size (drivers choose; 8 MiB is typical).
+Chunks = Iterable[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class DiskRef:
+    """A disk whose bytes can be read: a VM's boot disk (``kind`` "vm") or a block
+    volume (``kind`` "volume"), by its external id."""
+
+    kind: str
+    external_id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.external_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedImage:
+    """A VM image a provider holds for us (imported by a migration or an Image).
+
+    ``sha256`` is the digest of the raw disk bytes it was made from, as recorded at
+    import; ``tags`` carry the ownership tags (owner, key, uid)."""
+
+    cloud: str
+    external_id: str
+    name: str
+    size_bytes: int
+    sha256: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One object in a bucket. ``etag`` is the store's own (not comparable across
+    stores); ``metadata`` holds user metadata with the store's prefix removed (for
+    example ``META_SHA256``), when the listing or call returned it."""
+
+    key: str
+    size: int
+    etag: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return self.metadata.get(META_SHA256, "")
