@@ -9,7 +9,7 @@ from planner_fixtures import LARGE, PRIV, SMALL, make_input, observed, vm_spec
 
 from reconciler.model.errors import PlanError
 from reconciler.model.plan import ActionType, Plan
-from reconciler.model.specs import DeletionPolicy, PowerState
+from reconciler.model.specs import DeletionPolicy, MigrationStrategy, PowerState
 from reconciler.planner import build_plan
 
 
@@ -74,11 +74,20 @@ def test_duplicates_are_deleted_keeping_one() -> None:
     assert "duplicate of i-1" in plan.actions[0].reason
 
 
-def test_infeasible_placement_is_replaced_unless_protected() -> None:
+def test_a_move_migrates_with_data_or_replaces_unless_protected() -> None:
     plan = build_plan(make_input([vm_spec("a")], {"a": PRIV}, [observed("a", SMALL, "i-1")]))
     (action,) = plan.actions
-    assert action.type is ActionType.REPLACE and action.cloud == "priv"
-    assert action.params["fromExternalId"] == "i-1"
+    assert action.type is ActionType.MIGRATE and action.cloud == "priv"
+    assert action.params["source"] == {"cloud": "aws", "externalId": "i-1", "powerState": "Running"}
+    assert action.params["mode"] == "start" and action.params["strategy"] == "Cold"
+    assert action.params["target"]["instanceType"] == "p.small"
+    assert (
+        action.params["target"]["tags"]["reconciler.dev/migration"] == action.params["migrationId"]
+    )
+    replace = vm_spec("a", migration_strategy=MigrationStrategy.REPLACE)
+    plan = build_plan(make_input([replace], {"a": PRIV}, [observed("a", SMALL, "i-1")]))
+    (action,) = plan.actions
+    assert action.type is ActionType.REPLACE and action.params["fromExternalId"] == "i-1"
     with pytest.raises(PlanError, match="protected"):
         build_plan(
             make_input([vm_spec("a", protect=True)], {"a": PRIV}, [observed("a", SMALL, "i-1")])

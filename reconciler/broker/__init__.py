@@ -6,5 +6,13 @@ the naive baseline; ``lp_lower_bound`` bounds the optimum from below.
 
 from reconciler.broker.core import lp_lower_bound, place, place_greedy
 from reconciler.broker.filters import policy_verdict, selector_matches
+from reconciler.broker.rebalance import RebalanceContext
 
-__all__ = ["lp_lower_bound", "place", "place_greedy", "policy_verdict", "selector_matches"]
+__all__ = [
+    "RebalanceContext",
+    "lp_lower_bound",
+    "place",
+    "place_greedy",
+    "policy_verdict",
+    "selector_matches",
+]

@@ -15,6 +15,7 @@ from reconciler.broker.explain import (
 from reconciler.broker.filters import Need
 from reconciler.broker.groups import Group, Grouper
 from reconciler.broker.milp import Counts, build_model, lp_bound, solve
+from reconciler.broker.rebalance import RebalanceContext, RebalanceOutcome, Rebalancer
 from reconciler.broker.state import Pool, World, offer_order
 from reconciler.broker.sticky import StickyResult, sticky_pass
 from reconciler.broker.storage import place_storage
@@ -41,6 +42,8 @@ class _Prepared:
     groups: list[Group]
     inventory: Inventory
     grouper: Grouper
+    owner: str
+    rebalance: RebalanceContext | None = None
 
     @property
     def sticky_cost(self) -> float:
@@ -54,13 +57,15 @@ def _prepare(
     inventory: Inventory,
     owner: str,
     occupied: Sequence[ObservedVM] = (),
+    rebalance: RebalanceContext | None = None,
 ) -> _Prepared:
     world = World.build(desired, clouds, offers)
     pool = Pool.from_world(world)
     pool.occupy(occupied)
     sticky = sticky_pass(world, pool, inventory, owner)
     grouper = Grouper(world)
-    return _Prepared(world, pool, sticky, grouper.build(sticky.free), inventory, grouper)
+    groups = grouper.build(sticky.free)
+    return _Prepared(world, pool, sticky, groups, inventory, grouper, owner, rebalance)
 
 
 def _explain_sticky(prep: _Prepared) -> dict[ResourceKey, Placement]:
@@ -129,7 +134,8 @@ def _finish(
     lp_bound_per_hour: float | None = None,
 ) -> BrokerResult:
     """Turn per-group counts into Placements/Unplaced (VMs in key order onto offers in
-    price order), place storage, and attach the solver statistics."""
+    price order), rebalance (when given a context), place storage, and attach the
+    solver statistics."""
     placements: dict[ResourceKey, Placement] = _explain_sticky(prep)
     unplaced: dict[ResourceKey, Unplaced] = dict(prep.sticky.unplaced)
     for gi, group in enumerate(prep.groups):
@@ -146,6 +152,12 @@ def _finish(
             for vm in group.vms[len(slots) :]:
                 extra = (vm.note,) if vm.note else ()
                 unplaced[vm.spec.key] = Unplaced(vm.spec.key, extra + why, cands)
+    outcome = RebalanceOutcome()
+    if prep.rebalance is not None:
+        needs = {**prep.sticky.needs, **{vm.spec.key: g.need for g in prep.groups for vm in g.vms}}
+        outcome = Rebalancer(
+            prep.world, prep.pool, prep.grouper, needs, prep.inventory, prep.owner, prep.rebalance
+        ).run(placements)
     storage = place_storage(prep.world, prep.inventory, placements)
     stats = SolverStats(
         solver=solver,
@@ -156,7 +168,17 @@ def _finish(
         lp_bound_per_hour=lp_bound_per_hour,
         status=status,
     )
-    return BrokerResult(placements, unplaced, storage.placed, storage.unplaced, stats)
+    return BrokerResult(
+        placements,
+        unplaced,
+        storage.placed,
+        storage.unplaced,
+        stats,
+        outcome.moves,
+        outcome.held,
+        outcome.notes,
+        tuple(outcome.rounds),
+    )
 
 
 def place(
@@ -168,6 +190,7 @@ def place(
     *,
     time_limit: float = DEFAULT_TIME_LIMIT,
     occupied: Sequence[ObservedVM] = (),
+    rebalance: RebalanceContext | None = None,
 ) -> BrokerResult:
     """Exact min-cost placement of every declared VM (and storage), explained.
 
@@ -175,9 +198,12 @@ def place(
     (scipy.optimize.milp), placing as many VMs as possible first and then at least cost.
     ``occupied`` are VMs outside ``desired`` that keep running (the operator places a
     few changed objects at a time): they use capacity and spread slots, nothing else.
+    With ``rebalance`` (the clock and finished rounds), running VMs are also moved when
+    their policy's round is open and a move pays (see rebalance.py), and every move
+    waits for its policy's windows and budget.
     """
     start = time.perf_counter()
-    prep = _prepare(desired, clouds, offers, inventory, owner, occupied)
+    prep = _prepare(desired, clouds, offers, inventory, owner, occupied, rebalance)
     results, coupled, fixed = _uncoupled(prep)
     if not coupled:
         return _finish(

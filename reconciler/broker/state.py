@@ -101,6 +101,19 @@ class Pool:
             if cloud in table:
                 table[cloud] = max(0.0, table[cloud] - amount * count)
 
+    def give_back(self, cloud: str, vcpus: float, memory: float) -> None:
+        """Return what one VM held on ``cloud`` (it moves away)."""
+        for table, amount in ((self.vcpus, vcpus), (self.memory, memory), (self.instances, 1.0)):
+            if cloud in table:
+                table[cloud] += amount
+
+    def release(self, offer: Offer) -> None:
+        """Undo one ``take(offer)``."""
+        key = (offer.cloud, offer.name)
+        if key in self.available:
+            self.available[key] += 1
+        self.give_back(offer.cloud, offer.vcpus, offer.memory_gib)
+
     def occupy(self, running: Iterable[ObservedVM]) -> None:
         """Account for VMs that keep running outside this placement: their capacity
         and, for replicas of a set, their spread slot."""

@@ -24,6 +24,7 @@ from reconciler.executor.engine import (
     make_plan,
     observe_declared,
     providers_for,
+    record_rounds,
     recover,
 )
 from reconciler.executor.runner import ApplyResult
@@ -138,6 +139,7 @@ def apply_command(
     if not planned.plan.has_changes:
         if planned.plan.unplaced:
             raise ExecutionError("some resources cannot be placed; see above")
+        record_rounds(planned.plan, settings)
         return
     _confirm(auto_approve)
     _finish(apply_reporting(planned.plan, planned.world, desired, settings), planned.plan)

@@ -59,7 +59,7 @@ class ProgressReporter:
             if event.phase in ("done", "failed", "skipped"):
                 self._progress.advance(self._task)
             self._progress.update(self._task, description=escape(label))
-            if event.phase in ("failed", "skipped", "retry"):
+            if event.phase in ("failed", "skipped", "retry", "progress"):
                 self._progress.console.print(
                     f"{event.phase}: {label}: {event.message}", markup=False, highlight=False
                 )
@@ -67,5 +67,5 @@ class ProgressReporter:
         if event.phase == "done":
             ident = f" ({event.external_id})" if event.external_id else ""
             click.echo(f"{label}: done{ident} in {event.seconds:.2f}s")
-        elif event.phase in ("failed", "skipped", "retry"):
+        elif event.phase in ("failed", "skipped", "retry", "progress"):
             click.echo(f"{label}: {event.phase}: {event.message}")

@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reconciler.broker import place
+from reconciler.broker import RebalanceContext, place
+from reconciler.executor.clock import now_iso
 from reconciler.executor.journal import (
     InFlight,
     Journal,
@@ -20,6 +21,8 @@ from reconciler.executor.journal import (
     close_interrupted,
     read_in_flight,
 )
+from reconciler.executor.migration_store import FileMigrationStore, MigrationStore
+from reconciler.executor.rounds import completed_rounds, load_rounds, save_rounds
 from reconciler.executor.runner import ActionEvent, ApplyResult, ExecOptions, execute
 from reconciler.executor.world import World, build_providers, observe
 from reconciler.model.errors import StalePlanError
@@ -33,6 +36,7 @@ from reconciler.providers.base import Provider, ProviderContext
 from reconciler.providers.ratelimit import TokenBucket
 
 JOURNAL_FILE = "journal.jsonl"
+MIGRATIONS_DIR = "migrations"
 CredentialSource = Callable[[Mapping[str, CloudSpec]], Mapping[str, Mapping[str, str]]]
 
 
@@ -65,8 +69,10 @@ class Planned:
     plan: Plan
 
 
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def record_rounds(plan: Plan, settings: Settings) -> None:
+    """Remember the rebalancing rounds ``plan`` completes (after it was carried out, or
+    when it had nothing to do)."""
+    save_rounds(settings.state_dir, completed_rounds(plan))
 
 
 def providers_for(desired: DesiredState, settings: Settings) -> dict[str, Provider]:
@@ -99,12 +105,26 @@ def plan_world(
     retire_as: Mapping[ResourceKey, str] | None = None,
     occupied: Sequence[ObservedVM] = (),
     checkpoint: Callable[[], None] = lambda: None,
+    rounds: Mapping[ResourceKey, str] | None = None,
+    abort: frozenset[ResourceKey] = frozenset(),
 ) -> Planned:
-    """Place and plan against an observed ``world``. The keyword arguments are the
+    """Place and plan against an observed ``world``. ``rounds`` are the rebalancing
+    rounds already completed (None: no cost-driven moves at all); ``abort`` names VMs
+    whose migration is to be rolled back. The other keyword arguments are the
     operator's (see PlanInput and broker.place; ``checkpoint`` runs between placing
-    and planning and may raise to abandon the work); the CLI leaves them alone."""
+    and planning and may raise to abandon the work)."""
+    stamp = created_at or now_iso()
+    ctx = None
+    if rounds is not None:
+        ctx = RebalanceContext(dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")), rounds)
     result = place(
-        desired, world.clouds, world.offers, world.inventory, owner=owner, occupied=occupied
+        desired,
+        world.clouds,
+        world.offers,
+        world.inventory,
+        owner=owner,
+        occupied=occupied,
+        rebalance=ctx,
     )
     checkpoint()
     plan = build_plan(
@@ -114,10 +134,11 @@ def plan_world(
             result=result,
             clouds=world.clouds,
             owner=owner,
-            created_at=created_at or now_iso(),
+            created_at=stamp,
             refuse_protected=refuse_protected,
             hold=hold,
             retire_as=retire_as or {},
+            abort=abort,
         )
     )
     return Planned(desired, world, result, plan)
@@ -128,10 +149,19 @@ def make_plan(
     settings: Settings,
     providers: dict[str, Provider] | None = None,
     created_at: str | None = None,
+    abort: frozenset[ResourceKey] = frozenset(),
 ) -> Planned:
-    """Observe, place, and plan the difference between desired and observed."""
+    """Observe, place, and plan the difference between desired and observed (with the
+    rebalancing rounds completed so far, and the migrations asked to abort)."""
     world = observe_declared(desired, settings, providers)
-    return plan_world(desired, world, settings.owner, created_at)
+    return plan_world(
+        desired,
+        world,
+        settings.owner,
+        created_at,
+        rounds=load_rounds(settings.state_dir),
+        abort=abort,
+    )
 
 
 def check_fresh(plan: Plan, world: World, settings: Settings) -> None:
@@ -190,6 +220,7 @@ def apply(
     on_event: Callable[[ActionEvent], None] = lambda _e: None,
     journal: JournalSink | None = None,
     stop: threading.Event | None = None,
+    migrations: MigrationStore | None = None,
 ) -> ApplyResult:
     """Carry out ``plan`` through the providers of ``world``, journaling every call.
 
@@ -202,8 +233,12 @@ def apply(
             parallelism=settings.parallelism,
             rate_limits=rate_limits(dict(desired.clouds)),
             stop=stop if stop is not None else threading.Event(),
+            migrations=migrations or FileMigrationStore(settings.state_dir / MIGRATIONS_DIR),
         )
-        return execute(plan, world.providers, sink, options, on_event)
+        result = execute(plan, world.providers, sink, options, on_event)
+        if result.ok:
+            record_rounds(plan, settings)
+        return result
     finally:
         if journal is None:
             sink.close()

@@ -14,9 +14,13 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from reconciler.executor.clock import now
 from reconciler.executor.dispatch import Resolver, call_for, vm_request
 from reconciler.executor.journal import JournalSink
+from reconciler.executor.migration import Migration
+from reconciler.executor.migration_store import MemoryMigrationStore, MigrationStore
 from reconciler.executor.retry import RetryPolicy, call_with_retry
 from reconciler.model.errors import ProviderError, TransientError
 from reconciler.model.observed import Observed
@@ -24,12 +28,14 @@ from reconciler.model.plan import Action, ActionType, Plan
 from reconciler.providers.base import Provider
 from reconciler.providers.ratelimit import TokenBucket
 
+T = TypeVar("T")
 FIRST_WAVE = frozenset({ActionType.DELETE, ActionType.DETACH, ActionType.STOP, ActionType.FORGET})
 
 
 @dataclass(frozen=True)
 class ActionEvent:
-    """Progress of one action: phase is start, retry, done, failed or skipped."""
+    """Progress of one action: phase is start, retry, progress (a migration's step),
+    done, failed or skipped."""
 
     action: Action
     phase: str
@@ -59,6 +65,8 @@ class ExecOptions:
     #: Set to stop starting new actions (SIGTERM): calls in flight finish and are
     #: journaled, the rest are reported as skipped.
     stop: threading.Event = field(default_factory=threading.Event)
+    #: Where migrations keep their progress (None: in memory, for this apply only).
+    migrations: MigrationStore | None = None
 
 
 def plan_id(plan: Plan) -> str:
@@ -82,6 +90,7 @@ class _Run:
         self.options = options
         self.resolver = Resolver()
         self.result = ApplyResult()
+        self.migrations = options.migrations or MemoryMigrationStore()
         self._emit_lock = threading.Lock()
         self._on_event = on_event
 
@@ -89,12 +98,10 @@ class _Run:
         with self._emit_lock:
             self._on_event(event)
 
-    def _provider_call(
-        self, action: Action, cloud: str, fn: Callable[[], Observed | None]
-    ) -> Observed | None:
+    def _provider_call(self, action: Action, cloud: str, fn: Callable[[], T]) -> T:
         bucket = self.options.rate_limits.get(cloud)
 
-        def limited() -> Observed | None:
+        def limited() -> T:
             if bucket is not None:
                 bucket.acquire()
             return fn()
@@ -118,7 +125,21 @@ class _Run:
             self.resolver.record(str(action.key), external_id)
         return observed
 
+    def _migrate(self, action: Action) -> Observed | None:
+        def call(cloud: str, fn: Callable[[], Any]) -> Any:
+            return self._provider_call(action, cloud, fn)
+
+        def progress(step: str) -> None:
+            self.emit(ActionEvent(action, "progress", step))
+
+        migration = Migration(
+            action, self.providers, self.migrations, self.journal, self.plan_id, call, progress, now
+        )
+        return migration.run()
+
     def _dispatch(self, action: Action) -> Observed | None:
+        if action.type is ActionType.MIGRATE:
+            return self._migrate(action)
         provider = self.providers[action.cloud]
         if action.type is ActionType.REPLACE:  # a VM: create in the target, delete the source
             request = vm_request(action.params)

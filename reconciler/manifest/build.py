@@ -14,9 +14,11 @@ from reconciler.model.specs import (
     CloudSpec,
     DeletionPolicy,
     DesiredState,
+    DriftPolicy,
     FaultInjection,
     ImageSpec,
     LabelRequirement,
+    MigrationStrategy,
     ObjectStorage,
     OfferSpec,
     PolicySpec,
@@ -31,6 +33,7 @@ from reconciler.model.specs import (
     VMSetSpec,
     VMSpec,
     VolumeSpec,
+    Window,
 )
 
 Raw = dict[str, Any]
@@ -134,6 +137,23 @@ def _selectors(items: list[Raw] | None) -> tuple[CloudSelector, ...]:
     return tuple(out)
 
 
+def _window(raw: Raw) -> Window:
+    hours, minutes = str(raw["start"]).split(":")
+    return Window(
+        days=tuple(raw.get("days") or ()),
+        start_minute=int(hours) * 60 + int(minutes),
+        duration_hours=int(raw["durationHours"]),
+    )
+
+
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def duration_seconds(text: str) -> int:
+    """``30s``, ``15m``, ``24h``, ``7d`` (the CRD's pattern) in seconds."""
+    return int(text[:-1]) * _SECONDS[text[-1]]
+
+
 def _policy(key: ResourceKey, doc: Document, source: Source) -> PolicySpec:
     spec: Raw = doc.data["spec"]
     clouds: Raw = spec.get("clouds") or {}
@@ -155,6 +175,9 @@ def _policy(key: ResourceKey, doc: Document, source: Source) -> PolicySpec:
             max_concurrent_migrations=int(
                 reb.get("maxConcurrentMigrations", defaults.max_concurrent_migrations)
             ),
+            windows=tuple(_window(w) for w in reb.get("windows") or ()),
+            conversion_cost=float((reb.get("migrationCost") or {}).get("conversion", 0.0)),
+            downtime_cost=float((reb.get("migrationCost") or {}).get("downtime", 0.0)),
         ),
         max_monthly_budget=_opt_float(spec.get("budget") or {}, "maxMonthly"),
         source=source,
@@ -170,6 +193,8 @@ def vm_spec(
 ) -> VMSpec:
     """A VMSpec from a VirtualMachine spec mapping (also a set's template spec)."""
     res: Raw = spec["resources"]
+    migration: Raw = spec.get("migration") or {}
+    retain = migration.get("retainSourceFor")
     return VMSpec(
         key=key,
         resources=Resources(
@@ -187,6 +212,9 @@ def vm_spec(
         protect=bool(spec.get("protect", False)),
         labels=labels if labels is not None else {},
         owner_set=owner,
+        migration_strategy=MigrationStrategy(migration.get("strategy", "Cold")),
+        retain_source_seconds=duration_seconds(retain) if retain else 86_400,
+        drift_policy=DriftPolicy(spec.get("driftPolicy", "Correct")),
         source=source,
     )
 
@@ -228,6 +256,7 @@ def build_desired(index: Index) -> DesiredState:
                 policy_ref=(spec.get("policyRef") or {}).get("name"),
                 deletion_policy=deletion,
                 protect=protect,
+                drift_policy=DriftPolicy(spec.get("driftPolicy", "Correct")),
                 source=source,
             )
         elif kind == "Bucket":
@@ -240,6 +269,7 @@ def build_desired(index: Index) -> DesiredState:
                 versioning=bool(spec.get("versioning", False)),
                 deletion_policy=deletion,
                 protect=protect,
+                drift_policy=DriftPolicy(spec.get("driftPolicy", "Correct")),
                 source=source,
             )
         elif kind == "Image":

@@ -17,6 +17,19 @@ TAG_UID = "reconciler.dev/uid"
 #: only place left that remembers whether its resource was protected or to be orphaned.
 TAG_PROTECT = "reconciler.dev/protect"
 TAG_DELETION_POLICY = "reconciler.dev/deletion-policy"
+#: When the VM was placed where it runs (ISO 8601 UTC): the rebalancer's cooldown.
+TAG_PLACED_AT = "reconciler.dev/placed-at"
+#: A migration in flight: its id, on the source and on everything made for the target.
+TAG_MIGRATION = "reconciler.dev/migration"
+#: On the source VM of a migration in flight: "<target cloud>/<instance type>", so the
+#: migration can resume from what the cloud says even if every local record is lost.
+TAG_MIGRATION_TARGET = "reconciler.dev/migration-target"
+#: On the source of a finished migration: kept (stopped) until this time, then deleted.
+TAG_RETAIN_UNTIL = "reconciler.dev/retain-until"
+#: On the source of a finished migration: "<cloud>/<external id>" of its successor.
+TAG_MIGRATED_TO = "reconciler.dev/migrated-to"
+#: On resources reconciler makes for itself (staging buckets): never planned for.
+TAG_SYSTEM = "reconciler.dev/system"
 
 KINDS = (
     "Cloud",

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from reconciler.model.cloud import Offer
 from reconciler.model.keys import ResourceKey
+from reconciler.model.moves import MoveEconomics, RebalanceRound
 
 
 class Outcome(StrEnum):
@@ -85,8 +86,17 @@ class SolverStats:
 
 @dataclass(frozen=True)
 class BrokerResult:
+    """Placements and what could not be placed. ``moves`` are cost-driven moves (with
+    their arithmetic); ``held`` moves a VM must make but that wait for their policy's
+    window or budget (the VM's placement stays where it runs); ``notes`` say why a
+    running VM was not moved for cost; ``rounds`` each policy's rebalancing status."""
+
     placements: Mapping[ResourceKey, Placement]
     unplaced: Mapping[ResourceKey, Unplaced]
     storage: Mapping[ResourceKey, StoragePlacement] = field(default_factory=dict)
     storage_unplaced: Mapping[ResourceKey, Unplaced] = field(default_factory=dict)
     stats: SolverStats | None = None
+    moves: Mapping[ResourceKey, MoveEconomics] = field(default_factory=dict)
+    held: Mapping[ResourceKey, str] = field(default_factory=dict)
+    notes: Mapping[ResourceKey, str] = field(default_factory=dict)
+    rounds: tuple[RebalanceRound, ...] = ()

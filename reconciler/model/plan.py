@@ -22,6 +22,7 @@ class ActionType(StrEnum):
     START = "start"
     STOP = "stop"
     REPLACE = "replace"  # create elsewhere, then delete the old one
+    MIGRATE = "migrate"  # move a VM (and its volumes) to another cloud with its data
     DELETE = "delete"
     FORGET = "forget"  # deletionPolicy Orphan: leave it running, stop managing it
     ATTACH = "attach"
@@ -113,6 +114,38 @@ class CloudPrices:
 
 
 @dataclass(frozen=True, slots=True)
+class DriftEntry:
+    """A resource that differs from its spec and was left so (driftPolicy Report)."""
+
+    key: ResourceKey
+    cloud: str
+    external_id: str
+    changes: tuple[FieldChange, ...]
+    policy: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": str(self.key),
+            "cloud": self.cloud,
+            "externalId": self.external_id,
+            "policy": self.policy,
+            "changes": [
+                {"path": c.path, "before": c.before, "after": c.after} for c in self.changes
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> DriftEntry:
+        return cls(
+            ResourceKey.parse(raw["key"]),
+            raw["cloud"],
+            raw["externalId"],
+            tuple(FieldChange(c["path"], c["before"], c["after"]) for c in raw["changes"]),
+            raw["policy"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class UnplacedEntry:
     key: ResourceKey
     reasons: tuple[str, ...]
@@ -134,6 +167,8 @@ class Plan:
     warnings: tuple[str, ...] = ()
     forgotten: tuple[str, ...] = ()
     cloud_specs: tuple[Mapping[str, Any], ...] = ()
+    drift: tuple[DriftEntry, ...] = ()
+    rebalance: tuple[Mapping[str, Any], ...] = ()
     format_version: str = FORMAT_VERSION
 
     @property
@@ -181,6 +216,8 @@ class Plan:
             "forgotten": list(self.forgotten),
             "warnings": list(self.warnings),
             "cloudSpecs": [dict(c) for c in self.cloud_specs],
+            "drift": [d.to_json() for d in self.drift],
+            "rebalance": [dict(r) for r in self.rebalance],
         }
 
     @classmethod
@@ -219,6 +256,8 @@ class Plan:
                 warnings=tuple(raw.get("warnings", ())),
                 forgotten=tuple(raw.get("forgotten", ())),
                 cloud_specs=tuple(raw.get("cloudSpecs", ())),
+                drift=tuple(DriftEntry.from_json(d) for d in raw.get("drift", ())),
+                rebalance=tuple(raw.get("rebalance", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PlanError(f"not a valid reconciler plan: {exc!r}") from exc

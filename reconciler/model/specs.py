@@ -19,6 +19,22 @@ class DeletionPolicy(StrEnum):
     ORPHAN = "Orphan"
 
 
+class DriftPolicy(StrEnum):
+    """What to do when a resource differs from its spec: fix it, only say so, or not look."""
+
+    CORRECT = "Correct"
+    REPORT = "Report"
+    IGNORE = "Ignore"
+
+
+class MigrationStrategy(StrEnum):
+    """Cold: stop, copy the disks to the target, start there (data kept). Replace: a new
+    VM from the image in the target, then the old one deleted (disk contents lost)."""
+
+    COLD = "Cold"
+    REPLACE = "Replace"
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """Where an object was declared, for error messages."""
@@ -165,8 +181,23 @@ class CloudSelector:
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """A weekly maintenance window in UTC: on ``days`` (Mon..Sun; empty: every day),
+    from ``start_minute`` after midnight, for ``duration_hours`` (may pass midnight)."""
+
+    days: tuple[str, ...]
+    start_minute: int
+    duration_hours: int
+
+
+@dataclass(frozen=True, slots=True)
 class Rebalance:
-    """Cost-driven moves (acted on by a later release; parsed and validated now)."""
+    """Cost-driven moves: at most one round per ``interval`` (Never, Daily, Weekly,
+    Monthly); a move must save ``min_savings_percent`` and ``min_savings_per_month`` and
+    pay for itself (egress, ``conversion_cost``, ``downtime_cost``, USD per move) within
+    ``horizon_days``; a VM moves at most once per ``cooldown_hours``; at most
+    ``max_concurrent_migrations`` at once, starting only inside ``windows`` (if any).
+    The budget and windows hold for every migration of the policy's VMs."""
 
     interval: str = "Never"
     min_savings_percent: float = 0.0
@@ -174,6 +205,9 @@ class Rebalance:
     horizon_days: int = 30
     cooldown_hours: int = 24
     max_concurrent_migrations: int = 1
+    windows: tuple[Window, ...] = ()
+    conversion_cost: float = 0.0
+    downtime_cost: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +238,10 @@ class VMSpec:
     protect: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     owner_set: ResourceKey | None = None
+    migration_strategy: MigrationStrategy = MigrationStrategy.COLD
+    #: Seconds the stopped source is kept after a verified migration.
+    retain_source_seconds: int = 86_400
+    drift_policy: DriftPolicy = DriftPolicy.CORRECT
     source: Source = field(default_factory=Source)
 
 
@@ -226,6 +264,7 @@ class VolumeSpec:
     policy_ref: str | None = None
     deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
     protect: bool = False
+    drift_policy: DriftPolicy = DriftPolicy.CORRECT
     source: Source = field(default_factory=Source)
 
 
@@ -238,6 +277,7 @@ class BucketSpec:
     versioning: bool = False
     deletion_policy: DeletionPolicy = DeletionPolicy.DELETE
     protect: bool = False
+    drift_policy: DriftPolicy = DriftPolicy.CORRECT
     source: Source = field(default_factory=Source)
 
 

@@ -20,7 +20,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from reconciler.executor.engine import Settings, apply, now_iso, resolve_in_flight
+from reconciler.executor.clock import now_iso
+from reconciler.executor.engine import Settings, apply, resolve_in_flight
 from reconciler.executor.runner import ActionEvent
 from reconciler.executor.world import World
 from reconciler.model.errors import ReconcilerError

@@ -52,6 +52,8 @@ def build_plan(inp: PlanInput) -> Plan:
         warnings=tuple(col.warnings),
         forgotten=tuple(col.forgotten),
         cloud_specs=tuple(cloud_to_json(c) for _, c in sorted(inp.desired.clouds.items())),
+        drift=tuple(col.drift),
+        rebalance=tuple(r.to_json() for r in inp.result.rounds),
     )
 
 

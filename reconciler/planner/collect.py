@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey, owning_set
-from reconciler.model.plan import Action, ActionType, FieldChange
+from reconciler.model.plan import Action, ActionType, DriftEntry, FieldChange
+from reconciler.model.specs import DriftPolicy
 
 
 def action_id(kind: ActionType, key: ResourceKey, cloud: str, external_id: str | None) -> str:
@@ -22,6 +23,11 @@ def resource_uid(owner: str, key: ResourceKey, cloud: str, salt: str) -> str:
     """Deterministic uid for a resource to be created (idempotency token)."""
     raw = f"{owner}|{key}|{cloud}|{salt}".encode()
     return hashlib.sha256(raw).hexdigest()[:20]
+
+
+def cloud_name(key: ResourceKey) -> str:
+    """The name a VM or volume gets in its cloud: ``<namespace>-<name>``, at most 63."""
+    return f"{key.namespace}-{key.name}"[:63]
 
 
 def is_protected(tags: Mapping[str, str]) -> bool:
@@ -53,6 +59,25 @@ class Collector:
     planned: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     hold: frozenset[ResourceKey] = frozenset()
     retire_as: Mapping[ResourceKey, str] = field(default_factory=dict)
+    drift: list[DriftEntry] = field(default_factory=list)
+
+    def note_drift(
+        self,
+        key: ResourceKey,
+        cloud: str,
+        external_id: str,
+        changes: tuple[FieldChange, ...],
+        policy: DriftPolicy,
+    ) -> None:
+        """A difference left uncorrected by driftPolicy Report (recorded and warned) or
+        Ignore (not even recorded)."""
+        if not changes or policy is DriftPolicy.IGNORE:
+            return
+        self.drift.append(DriftEntry(key, cloud, external_id, changes, policy.value))
+        what = ", ".join(f"{c.path} is {c.before!r} (spec: {c.after!r})" for c in changes)
+        self.warnings.append(
+            f"drift on {key} ({external_id} on {cloud}): {what}; driftPolicy Report"
+        )
 
     def add(
         self,

@@ -37,3 +37,5 @@ class PlanInput:
     refuse_protected: bool = True
     hold: frozenset[ResourceKey] = frozenset()
     retire_as: Mapping[ResourceKey, str] = field(default_factory=dict)
+    #: VMs whose migration in flight is to be rolled back (``reconciler migrate abort``).
+    abort: frozenset[ResourceKey] = frozenset()

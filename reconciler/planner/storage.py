@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 
-from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey, ownership_tags
+from reconciler.model.keys import HOURS_PER_MONTH, TAG_SYSTEM, ResourceKey, ownership_tags
 from reconciler.model.observed import ObservedBucket, ObservedVolume
 from reconciler.model.plan import ActionType
-from reconciler.model.specs import BucketSpec, VolumeSpec
-from reconciler.planner.collect import Collector
+from reconciler.model.specs import BucketSpec, DriftPolicy, VolumeSpec
+from reconciler.planner.collect import Collector, cloud_name
 from reconciler.planner.diff import field_changes
 from reconciler.planner.inputs import PlanInput
-from reconciler.planner.vms import VMTarget, cloud_name
+from reconciler.planner.migrate import is_retained
+from reconciler.planner.vms import VMTarget
 
 
 def _volume_price(inp: PlanInput, cloud: str, size_gib: int) -> float:
@@ -23,15 +24,33 @@ def _volume_price(inp: PlanInput, cloud: str, size_gib: int) -> float:
 
 def plan_volumes(inp: PlanInput, col: Collector, vms: Mapping[ResourceKey, VMTarget]) -> None:
     observed: dict[ResourceKey, list[ObservedVolume]] = defaultdict(list)
+    retained = {
+        (vm.cloud, vm.external_id) for vm in inp.inventory.all_vms() if is_retained(vm.tags)
+    }
     for vol in inp.inventory.all_volumes():
-        if vol.key is not None:
+        if vol.key is None:
+            continue
+        if (vol.cloud, vol.attached_to) in retained:  # kept with a migration's source VM
+            col.cost(vol.cloud, vol.price_per_hour, vol.price_per_hour)
+        else:
             observed[vol.key].append(vol)
     for key, spec in inp.desired.volumes.items():
         found = sorted(observed.pop(key, []), key=lambda v: v.external_id)
-        _plan_volume(inp, col, spec, found, vms)
+        vm_target = _vm_of(spec, vms)
+        if vm_target is not None and vm_target.migrating:
+            for vol in found:  # the migration moves them
+                col.cost(vol.cloud, vol.price_per_hour, vol.price_per_hour)
+            continue
+        _plan_volume(inp, col, spec, found, vm_target)
     for key, leftovers in sorted(observed.items()):
         for vol in leftovers:
             _remove_volume(col, key, vol, "no manifest declares it")
+
+
+def _vm_of(spec: VolumeSpec, vms: Mapping[ResourceKey, VMTarget]) -> VMTarget | None:
+    if not spec.attach_to:
+        return None
+    return vms.get(ResourceKey("VirtualMachine", spec.key.namespace, spec.attach_to))
 
 
 def _plan_volume(
@@ -39,7 +58,7 @@ def _plan_volume(
     col: Collector,
     spec: VolumeSpec,
     found: list[ObservedVolume],
-    vms: Mapping[ResourceKey, VMTarget],
+    vm_target: VMTarget | None,
 ) -> None:
     placed = inp.result.storage.get(spec.key)
     if placed is None:
@@ -47,13 +66,14 @@ def _plan_volume(
             col.cost(vol.cloud, vol.price_per_hour, vol.price_per_hour)
         return
     cloud = placed.clouds[0]
-    vm_target = None
-    if spec.attach_to:
-        vm_target = vms.get(ResourceKey("VirtualMachine", spec.key.namespace, spec.attach_to))
     keep = next((v for v in found if v.cloud == cloud), None)
     for other in found:
         if other is not keep:
-            why = "duplicate (same reconciler.dev/key)" if keep else f"its VM moved to {cloud}"
+            why = (
+                f"its VM moved to {cloud}"
+                if other.cloud != cloud
+                else "duplicate (same reconciler.dev/key)"
+            )
             _remove_volume(col, spec.key, other, why)
     price = _volume_price(inp, cloud, spec.size_gib)
     if keep is None:
@@ -77,8 +97,24 @@ def _plan_volume(
         if vm_target is not None:
             _attach(col, spec, cloud, None, vm_target, (create_id,))
         return
+    if spec.drift_policy is not DriftPolicy.CORRECT:
+        _report_volume(col, spec, keep, vm_target)
+        return
     col.cost(cloud, keep.price_per_hour, price)
     _converge_volume(col, spec, keep, price, vm_target)
+
+
+def _report_volume(
+    col: Collector, spec: VolumeSpec, vol: ObservedVolume, vm_target: VMTarget | None
+) -> None:
+    """driftPolicy Report/Ignore: size and attachment differences are not changed."""
+    col.cost(vol.cloud, vol.price_per_hour, vol.price_per_hour)
+    wanted = vm_target.external_id if vm_target else None
+    drift = field_changes(
+        {"sizeGiB": vol.size_gib, "attachedTo": vol.attached_to},
+        {"sizeGiB": max(spec.size_gib, vol.size_gib), "attachedTo": wanted},
+    )
+    col.note_drift(spec.key, vol.cloud, vol.external_id, drift, spec.drift_policy)
 
 
 def _converge_volume(
@@ -162,7 +198,7 @@ def _remove_volume(col: Collector, key: ResourceKey, vol: ObservedVolume, why: s
 def plan_buckets(inp: PlanInput, col: Collector) -> None:
     observed: dict[ResourceKey, list[ObservedBucket]] = defaultdict(list)
     for bucket in inp.inventory.all_buckets():
-        if bucket.key is not None:
+        if bucket.key is not None and not bucket.tags.get(TAG_SYSTEM):
             observed[bucket.key].append(bucket)
     for key, spec in inp.desired.buckets.items():
         found = observed.pop(key, [])
@@ -199,6 +235,11 @@ def _plan_bucket(
                     ),
                 },
             )
+        elif have.versioning != spec.versioning and spec.drift_policy is not DriftPolicy.CORRECT:
+            changes = field_changes(
+                {"versioning": have.versioning}, {"versioning": spec.versioning}
+            )
+            col.note_drift(spec.key, cloud, have.external_id, changes, spec.drift_policy)
         elif have.versioning != spec.versioning:
             col.add(
                 ActionType.UPDATE,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from reconciler.broker.sticky import observed_offer
 from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey, ownership_tags
 from reconciler.model.observed import ObservedVM
 from reconciler.model.placement import Placement
 from reconciler.model.plan import ActionType
-from reconciler.model.specs import PowerState, VMSpec
-from reconciler.planner.collect import Collector, is_protected
+from reconciler.model.specs import DriftPolicy, MigrationStrategy, PowerState, VMSpec
+from reconciler.planner.collect import Collector, cloud_name, is_protected
 from reconciler.planner.diff import field_changes
 from reconciler.planner.inputs import PlanInput
+from reconciler.planner.migrate import MigrationPlanner, find_flight, is_retained
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +25,8 @@ class VMTarget:
     cloud: str
     external_id: str | None
     action_id: str | None
-
-
-def cloud_name(key: ResourceKey) -> str:
-    """The name a VM or volume gets in its cloud: ``<namespace>-<name>``, at most 63."""
-    return f"{key.namespace}-{key.name}"[:63]
+    #: A migration moves it (with its volumes): volume actions are the migration's.
+    migrating: bool = False
 
 
 def _running_price(vm: VMSpec, placement: Placement) -> float:
@@ -47,19 +46,42 @@ def plan_vms(inp: PlanInput, col: Collector) -> dict[ResourceKey, VMTarget]:
             continue
         observed[key].append(vm)
     targets: dict[ResourceKey, VMTarget] = {}
+    mig = MigrationPlanner(inp, col)
     for key, spec in inp.desired.vms.items():
         found = sorted(observed.pop(key, []), key=lambda o: o.external_id)
-        target = _plan_declared(inp, col, spec, found)
+        target = _plan_key(inp, col, mig, spec, found)
         if target is not None:
             targets[key] = target
     for _key, leftovers in sorted(observed.items()):
+        flight = find_flight(leftovers)
+        if flight is not None:  # roll the migration back first; the next plan deletes
+            mig.resume(None, flight, 0.0, abort=True)
+            continue
         for vm in leftovers:
             _delete(col, vm, "no manifest declares it")
     return targets
 
 
+def _plan_key(
+    inp: PlanInput, col: Collector, mig: MigrationPlanner, spec: VMSpec, found: list[ObservedVM]
+) -> VMTarget | None:
+    """One declared VM: retained migration sources, a migration in flight, or the rest."""
+    for vm in found:
+        if is_retained(vm.tags):
+            mig.retire_if_expired(spec.key, vm)
+    flight = find_flight(found)
+    if flight is not None:
+        placement = inp.result.placements.get(spec.key)
+        same = placement is not None and placement.cloud == flight.target_cloud
+        price = placement.offer.price_per_hour if placement is not None and same else 0.0
+        action = mig.resume(spec, flight, price, abort=spec.key in inp.abort)
+        return VMTarget(flight.target_cloud, None, action, migrating=True)
+    active = [vm for vm in found if not is_retained(vm.tags)]
+    return _plan_declared(inp, col, mig, spec, active)
+
+
 def _plan_declared(
-    inp: PlanInput, col: Collector, spec: VMSpec, found: list[ObservedVM]
+    inp: PlanInput, col: Collector, mig: MigrationPlanner, spec: VMSpec, found: list[ObservedVM]
 ) -> VMTarget | None:
     placement = inp.result.placements.get(spec.key)
     if placement is None:
@@ -77,7 +99,7 @@ def _plan_declared(
     if keep is not None:
         target = _converge(inp, col, spec, placement, keep)
     elif extras:
-        target = _replace(col, spec, placement, extras.pop(0))
+        target = _move(inp, col, mig, spec, placement, extras.pop(0))
     else:
         target = _create(col, spec, placement, "not running anywhere")
     for dup in extras:
@@ -120,6 +142,38 @@ def _create_params(
     }
 
 
+def _move(
+    inp: PlanInput,
+    col: Collector,
+    mig: MigrationPlanner,
+    spec: VMSpec,
+    placement: Placement,
+    old: ObservedVM,
+) -> VMTarget:
+    """Move a running VM: migrate it with its data (Cold), or replace it (Replace)."""
+    if spec.migration_strategy is MigrationStrategy.REPLACE:
+        return _replace(col, spec, placement, old)
+    if is_protected(old.tags) or spec.protect:
+        col.protected.append(
+            f"{spec.key} ({old.external_id} on {old.cloud}) should move to {placement.cloud} "
+            "but is protected (a migration deletes its source)"
+        )
+        col.cost(old.cloud, old.price_per_hour, old.price_per_hour)
+        return VMTarget(old.cloud, old.external_id, None)
+    missing = mig.missing_capabilities(spec, old.cloud, placement.cloud)
+    if missing:
+        col.warnings.append(
+            f"{spec.key} should move from {old.cloud} to {placement.cloud} but cannot be "
+            f"migrated: {missing}; left where it is (migration.strategy Replace recreates it "
+            "from its image instead, without its disk contents)"
+        )
+        col.cost(old.cloud, old.price_per_hour, old.price_per_hour)
+        return VMTarget(old.cloud, old.external_id, None)
+    price = _running_price(spec, placement)
+    ident = mig.start(spec, old, placement.cloud, placement.offer.name, price, placement.reason)
+    return VMTarget(placement.cloud, None, ident, migrating=True)
+
+
 def _replace(col: Collector, spec: VMSpec, placement: Placement, old: ObservedVM) -> VMTarget:
     if is_protected(old.tags) or spec.protect:
         col.protected.append(
@@ -136,8 +190,8 @@ def _replace(col: Collector, spec: VMSpec, placement: Placement, old: ObservedVM
         ActionType.REPLACE,
         spec.key,
         placement.cloud,
-        f"placement on {old.cloud} is no longer feasible; {placement.reason}. The new VM starts "
-        "from its image: disk contents are not copied (use migration when it lands)",
+        f"moves from {old.cloud}: {placement.reason}. migration.strategy is Replace: the new "
+        "VM starts from its image and the old one's disk contents are not copied",
         external_id=old.external_id,
         instance_type=placement.offer.name,
         price_before=old.price_per_hour,
@@ -152,7 +206,16 @@ def _replace(col: Collector, spec: VMSpec, placement: Placement, old: ObservedVM
 def _converge(
     inp: PlanInput, col: Collector, spec: VMSpec, placement: Placement, vm: ObservedVM
 ) -> VMTarget:
-    """Resize, retag, start or stop a VM that stays where it is."""
+    """Resize, retag, start or stop a VM that stays where it is (with driftPolicy Report
+    or Ignore, differences in size and power are reported or passed over, not changed)."""
+    if spec.drift_policy is not DriftPolicy.CORRECT:
+        drift = field_changes(
+            {"instanceType": vm.instance_type, "powerState": vm.power_state.value},
+            {"instanceType": placement.offer.name, "powerState": spec.power_state.value},
+        )
+        col.note_drift(spec.key, vm.cloud, vm.external_id, drift, spec.drift_policy)
+        placement = replace(placement, offer=observed_offer(vm))
+        spec = replace(spec, power_state=vm.power_state)
     new_price = _running_price(spec, placement)
     col.cost(vm.cloud, vm.price_per_hour, new_price)
     wanted_tags = {

@@ -8,6 +8,7 @@ from typing import Any
 
 ORDER = {
     "delete": 0,
+    "migrate": 1,
     "replace": 1,
     "detach": 2,
     "stop": 3,
@@ -23,6 +24,7 @@ VERB = {
     "start": "will be started",
     "stop": "will be stopped",
     "replace": "will be replaced (created elsewhere, then the old one deleted)",
+    "migrate": "will be migrated with its data (the source is kept stopped, then deleted)",
     "delete": "will be destroyed",
     "forget": "will be forgotten (left running, no longer managed)",
     "attach": "will be attached",
@@ -34,6 +36,7 @@ SYMBOL = {
     "start": ">",
     "stop": "||",
     "replace": "-/+",
+    "migrate": "=>",
     "delete": "-",
     "forget": "!",
     "attach": "&",
@@ -63,6 +66,8 @@ def summary_line(plan: Mapping[str, Any]) -> str:
         counts["update"] + counts["start"] + counts["stop"] + counts["attach"] + counts["detach"]
     )
     parts = [f"{counts['create']} to create"]
+    if counts.get("migrate"):
+        parts.append(f"{counts['migrate']} to migrate")
     if counts["replace"]:
         parts.append(f"{counts['replace']} to replace")
     parts.append(f"{change} to change")
@@ -105,3 +110,63 @@ def price_age(cloud: Mapping[str, Any], created_at: str) -> str:
 
 def change_lines(action: Mapping[str, Any]) -> list[str]:
     return [f"{c['path']}: {c['before']!r} -> {c['after']!r}" for c in action.get("changes", [])]
+
+
+def migrate_lines(action: Mapping[str, Any]) -> list[str]:
+    """What a migrate action moves and, for a cost-driven move, its arithmetic."""
+    if action["action"] != "migrate":
+        return []
+    params = action.get("params", {})
+    source, target = params.get("source", {}), params.get("target", {})
+    lines = [
+        f"from {source.get('cloud')} ({source.get('externalId')}) to {target.get('cloud')} "
+        f"as {target.get('instanceType')}; strategy {params.get('strategy')}, "
+        f"mode {params.get('mode')}, id {params.get('migrationId')}"
+    ]
+    volumes = params.get("volumes") or []
+    if volumes:
+        lines.append("moves with it: " + ", ".join(v["key"] for v in volumes))
+    staging = params.get("staging")
+    lines.append(
+        f"disks pass through bucket {staging['bucket']} on {staging['cloud']}"
+        if staging
+        else "disks stream straight across (no object storage on either cloud)"
+    )
+    econ = params.get("economics")
+    if econ:
+        lines.append(
+            f"saves {money(econ['savingsPerMonth'])}/mo ({econ['savingsPercent']:g}%); over "
+            f"{econ['horizonDays']} d {money(econ['savingsOverHorizon'])} - cost "
+            f"{money(econ['migrationCost'])} (egress {econ['dataGiB']:g} GiB x "
+            f"${econ['egressPerGiB']:g} = {money(econ['egressCost'])}, conversion "
+            f"{money(econ['conversionCost'])}, downtime {money(econ['downtimeCost'])}) = "
+            f"{money(econ['netOverHorizon'])} net, above the threshold {money(econ['threshold'])}"
+        )
+    return lines
+
+
+def rebalance_lines(plan: Mapping[str, Any]) -> list[str]:
+    """One line per policy with a rebalancing interval."""
+    out = []
+    for entry in plan.get("rebalance", []):
+        if entry["state"] == "never":
+            continue
+        line = f"{entry['policy']}: {entry['interval']} round {entry['period']} {entry['state']}"
+        if entry["moves"] or entry["inFlight"]:
+            line += f", {entry['moves']} move(s) now, {entry['inFlight']} in flight"
+            line += f" (max {entry['maxConcurrent']} at once)"
+        if entry["held"]:
+            line += f", {entry['held']} held back"
+        if entry["nextRound"]:
+            line += f"; next round {entry['nextRound']}"
+        out.append(line)
+    return out
+
+
+def drift_lines(plan: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{d['key']} ({d['externalId']} on {d['cloud']}): "
+        + ", ".join(f"{c['path']} {c['before']!r} (spec {c['after']!r})" for c in d["changes"])
+        + f"  [driftPolicy {d['policy']}]"
+        for d in plan.get("drift", [])
+    ]

@@ -8,10 +8,13 @@ from typing import Any
 from reconciler.cli.render.common import (
     SYMBOL,
     change_lines,
+    drift_lines,
     hourly,
+    migrate_lines,
     money,
     no_changes_line,
     price_age,
+    rebalance_lines,
     sorted_actions,
     summary_line,
 )
@@ -48,7 +51,7 @@ def render_markdown(plan: Mapping[str, Any]) -> str:
         ]
         for a in actions[:MAX_ROWS]:
             prices = a["pricePerHour"]
-            detail = "; ".join([a["reason"], *change_lines(a)])
+            detail = "; ".join([a["reason"], *change_lines(a), *migrate_lines(a)])
             out.append(
                 f"| `{SYMBOL[a['action']]}` | {a['action']} | `{a['key']}` | {a['cloud']} | "
                 f"{a.get('instanceType') or ''} | {hourly(prices['before'])} -> "
@@ -61,6 +64,10 @@ def render_markdown(plan: Mapping[str, Any]) -> str:
         out.append(f"> **Cannot place `{entry['key']}`:** " + "; ".join(entry["reasons"]))
     for warning in plan.get("warnings", []):
         out.append(f"> Warning: {_cell(warning)}")
+    for line in drift_lines(plan):
+        out.append(f"> Drift (not corrected): {_cell(line)}")
+    for line in rebalance_lines(plan):
+        out.append(f"> Rebalancing: {_cell(line)}")
     if not actions:
         out.append(no_changes_line(plan))
     return "\n".join(out).rstrip() + "\n"

@@ -9,9 +9,12 @@ from reconciler.cli.render.common import (
     SYMBOL,
     VERB,
     change_lines,
+    drift_lines,
     hourly,
+    migrate_lines,
     no_changes_line,
     price_age,
+    rebalance_lines,
     sorted_actions,
     summary_line,
 )
@@ -20,6 +23,7 @@ COLOURS = {
     "+": "32",
     "-": "31",
     "-/+": "35",
+    "=>": "35",
     "~": "33",
     ">": "32",
     "||": "33",
@@ -47,6 +51,7 @@ def _action_block(action: Mapping[str, Any], colour: bool) -> list[str]:
     line = f"  {symbol} {action['action']} {action['key']} on {where}{itype}{cost}"
     lines = [_paint(head, "1", colour), _paint(line, COLOURS[symbol], colour)]
     lines.extend(f"      {c}" for c in change_lines(action))
+    lines.extend(f"      {m}" for m in migrate_lines(action))
     lines.append(f"      reason: {action['reason']}")
     if action.get("dependsOn"):
         lines.append(f"      after: {', '.join(action['dependsOn'])}")
@@ -69,6 +74,14 @@ def render_text(plan: Mapping[str, Any], colour: bool = False) -> str:
         out.append("")
     for warning in plan.get("warnings", []):
         out.append(_paint(f"Warning: {warning}", "33", colour))
+    drift = drift_lines(plan)
+    if drift:
+        out.append("Drift left as it is (driftPolicy Report):")
+        out.extend(f"  ~ {line}" for line in drift)
+    rounds = rebalance_lines(plan)
+    if rounds:
+        out.append("Rebalancing:")
+        out.extend(f"  {line}" for line in rounds)
     if not actions:
         out.append(no_changes_line(plan))
         out.append(summary_line(plan))

@@ -13,11 +13,18 @@ resource instead of making a second one.
 Tests can also arm one deterministic, one-shot fault with ``Chaos.inject_next`` (the
 provider conformance suite does): the wire errors a real cloud returns (429, 503, 400,
 401, quota) and the lost response, each on exactly the next call.
+
+Crash tests set ``RECONCILER_SIM_CRASH=enter:N`` (or ``leave:N``): the process kills
+itself with SIGKILL as the N-th simulated mutation of the process (create, update or
+delete, any cloud) starts (or right after it took effect), so a test can stop an
+apply at every step of a migration in turn.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
 from enum import Enum
@@ -30,6 +37,25 @@ OPERATIONS = ("list", "create", "update", "delete")
 DEFAULT_FAULT_OPERATIONS = ("create", "update", "delete")
 #: One-shot faults ``Chaos.inject_next`` can arm.
 INJECTABLE_FAULTS = ("lost_response", "throttle", "unavailable", "bad_request", "auth", "capacity")
+
+
+_MUTATIONS = {"enter": 0, "leave": 0}
+_MUTATIONS_LOCK = threading.Lock()
+
+
+def _crash_point(phase: str, operation: str) -> None:
+    """SIGKILL this process at the mutation ``RECONCILER_SIM_CRASH`` names (tests)."""
+    wanted = os.environ.get("RECONCILER_SIM_CRASH", "")
+    if not wanted or operation == "list":
+        return
+    where, _, count = wanted.partition(":")
+    if where != phase:
+        return
+    with _MUTATIONS_LOCK:
+        _MUTATIONS[phase] += 1
+        reached = _MUTATIONS[phase] == int(count or 0)
+    if reached:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Fault(Enum):
@@ -137,6 +163,7 @@ class Chaos:
         if self.sim.latency_ms > 0:
             time.sleep(self.sim.latency_ms / 1000.0)
         self._throttle()
+        _crash_point("enter", operation)
         fault = self._take_armed(operation) or self._roll(operation)
         if fault == "lost_response" and operation != "list":
             return Fault.LOST_RESPONSE
@@ -146,6 +173,7 @@ class Chaos:
 
     def leave(self, operation: str, fault: Fault) -> None:
         """Run after a call did its work; raises the "lost response" fault."""
+        _crash_point("leave", operation)
         if fault is Fault.LOST_RESPONSE:
             raise TransientError(
                 f"simulated lost response in {operation} (the change WAS made)",

@@ -1,0 +1,431 @@
+"""Carrying out a MIGRATE action: a resumable state machine, one journaled step at a time.
+
+    mark     tag the source with the migration id and target (from now on every plan
+             recognises the migration from the cloud alone, see planner/migrate.py)
+    stop     stop the source, so its disks are consistent
+    export   read each disk (boot disk, then attached volumes) into the staging bucket,
+             checksumming as it streams (or, without object storage, checksum only)
+    import   import each disk into the target as an image (verified against the checksum)
+    create   create the target VM from the boot image and volumes from the others, attach
+    verify   the target runs as declared and its disks hold the source's bytes (where the
+             cloud can tell without reading them)
+    switch   the source is tagged retained-until and successor; the target loses its
+             migration tag: the target is now the VM
+    cleanup  staged objects and imported images are deleted
+
+Every step is idempotent (each result is found by uid or checked before it is redone),
+journaled (intent before, outcome after) and recorded in the MigrationStore, so a
+process killed at any point resumes with the next plan. The source is never deleted
+here: after the switch it stays stopped until ``retainSeconds`` pass and a later plan
+deletes it. ``abort`` (before the switch) deletes what was made for the target and
+gives the source back its power state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, TypeVar
+
+from reconciler.executor.journal import JournalSink
+from reconciler.executor.migration_store import MigrationStore, Record
+from reconciler.model.artifacts import DiskRef
+from reconciler.model.errors import PermanentError
+from reconciler.model.keys import (
+    TAG_KEY,
+    TAG_MIGRATED_TO,
+    TAG_MIGRATION,
+    TAG_MIGRATION_TARGET,
+    TAG_OWNER,
+    TAG_PLACED_AT,
+    TAG_RETAIN_UNTIL,
+    TAG_SYSTEM,
+    TAG_UID,
+)
+from reconciler.model.observed import ObservedVM, ObservedVolume
+from reconciler.model.plan import Action
+from reconciler.model.specs import PowerState
+from reconciler.providers.base import (
+    BucketRequest,
+    ImageRequest,
+    Provider,
+    VMRequest,
+    VMUpdate,
+    VolumeRequest,
+)
+
+T = TypeVar("T")
+#: Runs one provider call for a cloud with the apply's rate limit and retries.
+Caller = Callable[[str, Callable[[], Any]], Any]
+
+STEPS = ("mark", "stop", "export", "import", "create", "verify", "switch", "cleanup")
+
+
+@dataclass(frozen=True)
+class Disk:
+    """One disk that moves: the boot disk or an attached volume."""
+
+    name: str
+    ref: DiskRef
+    image_uid: str
+    key: str  # resource key (of the VM or the Volume)
+    volume: Mapping[str, Any] | None = None  # the volume's params, None for the boot disk
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class _Hashing:
+    """Wraps a stream: counts and checksums what passes through."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.sha.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+
+class Migration:
+    """One MIGRATE action's state machine (see the module docstring)."""
+
+    def __init__(
+        self,
+        action: Action,
+        providers: Mapping[str, Provider],
+        store: MigrationStore,
+        journal: JournalSink,
+        plan_id: str,
+        call: Caller,
+        progress: Callable[[str], None],
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        p = action.params
+        self.action, self.params, self.id = action, p, str(p["migrationId"])
+        self.src_cloud, self.dst_cloud = p["source"]["cloud"], p["target"]["cloud"]
+        self.src, self.dst = providers[self.src_cloud], providers[self.dst_cloud]
+        staging = p.get("staging")
+        self.stage_cloud = staging["cloud"] if staging else None
+        self.stage = providers[staging["cloud"]] if staging else None
+        self.source_id = str(p["source"]["externalId"])
+        self.store, self.journal, self.plan_id = store, journal, plan_id
+        self.call, self.progress, self.now = call, progress, now
+        self.record: Record = store.load(self.id) or {"key": str(action.key), "disks": {}}
+        self.disks = self._disks()
+
+    def _disks(self) -> list[Disk]:
+        boot = Disk(
+            "boot",
+            DiskRef("vm", self.source_id),
+            self.params["target"]["imageUid"],
+            str(self.action.key),
+        )
+        vols = [
+            Disk(
+                f"volume {v['key']}", DiskRef("volume", v["externalId"]), v["imageUid"], v["key"], v
+            )
+            for v in self.params.get("volumes") or ()
+        ]
+        return [boot, *vols]
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _on(self, cloud: str, fn: Callable[[], T]) -> T:
+        result: T = self.call(cloud, fn)
+        return result
+
+    def _save(self, step: str) -> None:
+        self.record["step"] = step
+        self.record["updatedAt"] = _iso(self.now())
+        self.store.save(self.id, self.record)
+
+    def _step(self, name: str, fn: Callable[[], None]) -> None:
+        done = self.record.setdefault("done", [])
+        if name in done:
+            return
+        self.progress(f"{name} ({STEPS.index(name) + 1}/{len(STEPS)})" if name in STEPS else name)
+        marker = replace(self.action, id=f"{self.action.id}#{name}", params={})
+        self.journal.intent(self.plan_id, marker)
+        try:
+            fn()
+        except Exception as exc:
+            self.journal.outcome(self.plan_id, marker, False, None, str(exc))
+            raise
+        self.journal.outcome(self.plan_id, marker, True, None)
+        done.append(name)
+        self._save(name)
+
+    def _source(self) -> ObservedVM:
+        vm = self._on(self.src_cloud, lambda: self.src.observe_vm(self.source_id))
+        if vm is None:
+            raise PermanentError(
+                f"migration {self.id}: source VM {self.source_id} is gone; nothing to move",
+                cloud=self.src_cloud,
+                reason="NotFound",
+            )
+        return vm
+
+    # -- run -----------------------------------------------------------------------------
+    def run(self) -> ObservedVM:
+        """Carry the migration (or its rollback) as far as it goes; returns the VM that
+        is the resource now (the target, or the source after an abort)."""
+        source = self._source()
+        if self.params["mode"] == "abort":
+            return self._abort(source)
+        if not source.tags.get(TAG_MIGRATED_TO):
+            self._step("mark", self._mark)
+            self._step("stop", lambda: self._stop(source))
+            self._step("export", self._export_all)
+            self._step("import", self._import_all)
+            self._step("create", self._create)
+            self._step("verify", self._verify)
+        self._step("switch", self._switch)
+        self._step("cleanup", self._cleanup)
+        target = self._target()
+        if target is None:
+            raise PermanentError(f"migration {self.id}: target VM vanished", cloud=self.dst_cloud)
+        return target
+
+    def _mark(self) -> None:
+        target = f"{self.dst_cloud}/{self.params['target']['instanceType']}"
+        tags = {TAG_MIGRATION: self.id, TAG_MIGRATION_TARGET: target}
+        self._on(self.src_cloud, lambda: self.src.update_vm(self.source_id, VMUpdate(tags=tags)))
+
+    def _stop(self, source: ObservedVM) -> None:
+        self.record.setdefault("sourcePowerState", source.power_state.value)
+        if source.power_state is not PowerState.STOPPED:
+            update = VMUpdate(power_state=PowerState.STOPPED)
+            self._on(self.src_cloud, lambda: self.src.update_vm(self.source_id, update))
+
+    # -- disks ---------------------------------------------------------------------------
+    def _entry(self, disk: Disk) -> dict[str, Any]:
+        entry: dict[str, Any] = self.record["disks"].setdefault(disk.name, {})
+        return entry
+
+    def _object_key(self, disk: Disk) -> str:
+        return f"migrations/{self.id}/{hashlib.sha256(disk.name.encode()).hexdigest()[:12]}.raw"
+
+    def _staging_bucket(self) -> str:
+        assert self.stage is not None and self.stage_cloud is not None
+        if "stagingBucket" in self.record:
+            return str(self.record["stagingBucket"])
+        name = self.params["staging"]["bucket"]
+        uid = hashlib.sha256(f"staging|{name}".encode()).hexdigest()[:20]
+        owner = self.params["target"]["tags"][TAG_OWNER]
+        tags = {
+            TAG_OWNER: owner,
+            TAG_KEY: f"Bucket/reconciler-system/{name}",
+            TAG_UID: uid,
+            TAG_SYSTEM: "staging",
+        }
+        stage = self.stage
+        bucket = self._on(
+            self.stage_cloud, lambda: stage.create_bucket(BucketRequest(name, False, tags))
+        )
+        self.record["stagingBucket"] = bucket.external_id
+        return bucket.external_id
+
+    def _export_all(self) -> None:
+        for disk in self.disks:
+            self._export(disk)
+            self._save("export")
+
+    def _export(self, disk: Disk) -> None:
+        entry = self._entry(disk)
+        if self.stage is None:
+            if "sha256" not in entry:
+
+                def checksum() -> tuple[int, str]:
+                    hashing = _Hashing(self.src.read_disk(disk.ref))
+                    for _ in hashing:
+                        pass
+                    return hashing.size, hashing.sha.hexdigest()
+
+                entry["size"], entry["sha256"] = self._on(self.src_cloud, checksum)
+            return
+        bucket, key, stage = self._staging_bucket(), self._object_key(disk), self.stage
+        assert self.stage_cloud is not None
+        if "etag" in entry:
+            head = self._on(self.stage_cloud, lambda: stage.head_object(bucket, key))
+            if head is not None and head.etag == entry["etag"] and head.size == entry["size"]:
+                return  # staged by an earlier attempt
+
+        def upload() -> tuple[int, str, str]:
+            hashing = _Hashing(self.src.read_disk(disk.ref))
+            info = stage.put_object(bucket, key, hashing, {"reconciler-migration": self.id})
+            return hashing.size, hashing.sha.hexdigest(), info.etag
+
+        size, sha, etag = self._on(self.stage_cloud, upload)
+        entry.update(size=size, sha256=sha, etag=etag, object=key)
+
+    def _chunks(self, disk: Disk) -> Iterable[bytes]:
+        if self.stage is None:
+            return self.src.read_disk(disk.ref)
+        return self.stage.get_object(self._staging_bucket(), self._object_key(disk))
+
+    def _import_all(self) -> None:
+        for disk in self.disks:
+            self._import(disk)
+            self._save("import")
+
+    def _image_tags(self, disk: Disk) -> dict[str, str]:
+        owner = self.params["target"]["tags"][TAG_OWNER]
+        return {
+            TAG_OWNER: owner,
+            TAG_KEY: disk.key,
+            TAG_UID: disk.image_uid,
+            TAG_MIGRATION: self.id,
+        }
+
+    def _import(self, disk: Disk) -> None:
+        entry = self._entry(disk)
+        found = self._on(self.dst_cloud, lambda: self.dst.find_image(disk.image_uid))
+        if found is not None and found.sha256 == entry["sha256"]:
+            entry["imageId"] = found.external_id
+            return
+        if found is not None:  # made from other bytes (the source changed): start over
+            self._on(self.dst_cloud, lambda: self.dst.delete_image(found.external_id))
+        name = f"{self.params['target']['name']}-{disk.image_uid[:8]}"
+        request = ImageRequest(
+            name, int(entry["size"]), str(entry["sha256"]), self._image_tags(disk)
+        )
+        image = self._on(self.dst_cloud, lambda: self.dst.import_image(request, self._chunks(disk)))
+        entry["imageId"] = image.external_id
+
+    # -- target --------------------------------------------------------------------------
+    def _target(self) -> ObservedVM | None:
+        uid = self.params["target"]["tags"][TAG_UID]
+        found = self._on(self.dst_cloud, partial(self.dst.find_by_uid, uid))
+        return found if isinstance(found, ObservedVM) else None
+
+    def _create(self) -> None:
+        t = self.params["target"]
+        request = VMRequest(
+            name=t["name"],
+            instance_type=t["instanceType"],
+            image=self.record["disks"]["boot"]["imageId"],
+            power_state=PowerState(t["powerState"]),
+            tags=dict(t["tags"]),
+            disk_gib=int(t.get("diskGiB", 0)),
+        )
+        vm = self._on(self.dst_cloud, lambda: self.dst.create_vm(request))
+        self.record["targetId"] = vm.external_id
+        for disk in self.disks[1:]:
+            self._create_volume(disk, vm.external_id)
+
+    def _create_volume(self, disk: Disk, vm_id: str) -> None:
+        v = disk.volume
+        assert v is not None
+        image = self.record["disks"][disk.name]["imageId"]
+        request = VolumeRequest(v["name"], int(v["sizeGiB"]), v["class"], dict(v["tags"]), image)
+        vol = self._on(self.dst_cloud, lambda: self.dst.create_volume(request))
+        self._entry(disk)["targetId"] = vol.external_id
+        self._on(
+            self.dst_cloud, lambda: self.dst.update_volume(vol.external_id, None, vm_id, False)
+        )
+
+    def _verify(self) -> None:
+        target = self._target()
+        wanted = PowerState(self.params["target"]["powerState"])
+        if target is None or target.power_state is not wanted:
+            state = "missing" if target is None else target.power_state.value
+            raise PermanentError(
+                f"migration {self.id}: target VM is {state}, expected {wanted.value}; the "
+                "source is kept",
+                cloud=self.dst_cloud,
+                reason="VerifyFailed",
+            )
+        for disk in self.disks:
+            entry = self._entry(disk)
+            ref = (
+                DiskRef("vm", target.external_id)
+                if disk.volume is None
+                else DiskRef("volume", entry["targetId"])
+            )
+            seen = self._on(self.dst_cloud, partial(self.dst.disk_sha256, ref))
+            if seen is not None and seen != entry["sha256"]:
+                raise PermanentError(
+                    f"migration {self.id}: {disk.name} on the target has sha256 {seen[:12]}..., "
+                    f"the source had {str(entry['sha256'])[:12]}...; the source is kept",
+                    cloud=self.dst_cloud,
+                    reason="VerifyFailed",
+                )
+            entry["verified"] = seen is not None or "image checksum"
+
+    def _switch(self) -> None:
+        target = self._target()
+        if target is None:
+            raise PermanentError(
+                f"migration {self.id}: no target to switch to", cloud=self.dst_cloud
+            )
+        until = self.now() + dt.timedelta(seconds=int(self.params.get("retainSeconds", 0)))
+        retained = {
+            TAG_RETAIN_UNTIL: _iso(until),
+            TAG_MIGRATED_TO: f"{self.dst_cloud}/{target.external_id}",
+            TAG_MIGRATION_TARGET: "",
+        }
+        source = self._source()
+        if not source.tags.get(TAG_MIGRATED_TO):
+            self._on(
+                self.src_cloud, lambda: self.src.update_vm(self.source_id, VMUpdate(tags=retained))
+            )
+        done = VMUpdate(tags={TAG_MIGRATION: ""})
+        self._on(self.dst_cloud, lambda: self.dst.update_vm(target.external_id, done))
+        self.record["retainUntil"] = retained[TAG_RETAIN_UNTIL]
+
+    def _cleanup(self) -> None:
+        for disk in self.disks:
+            self._drop_artifacts(disk)
+
+    def _drop_artifacts(self, disk: Disk) -> None:
+        image = self._on(self.dst_cloud, lambda: self.dst.find_image(disk.image_uid))
+        if image is not None:
+            self._on(self.dst_cloud, lambda: self.dst.delete_image(image.external_id))
+        if self.stage is not None and self.stage_cloud is not None:
+            bucket, key, stage = self._staging_bucket(), self._object_key(disk), self.stage
+            self._on(self.stage_cloud, lambda: stage.delete_object(bucket, key))
+
+    # -- abort ---------------------------------------------------------------------------
+    def _abort(self, source: ObservedVM) -> ObservedVM:
+        if source.tags.get(TAG_MIGRATED_TO):
+            raise PermanentError(
+                f"migration {self.id} already switched to {source.tags[TAG_MIGRATED_TO]}; "
+                "there is nothing to roll back (pin placement.cloud to move it back)",
+                cloud=self.src_cloud,
+                reason="AlreadySwitched",
+            )
+        self._step("abort: target", self._drop_target)
+        self._step("abort: artifacts", self._cleanup)
+        self._step("abort: source", lambda: self._restore(source))
+        self.record["aborted"] = True
+        self._save("aborted")
+        return self._source()
+
+    def _drop_target(self) -> None:
+        for disk in self.disks[1:]:
+            uid = dict(disk.volume or {}).get("tags", {}).get(TAG_UID, "")
+            vol = self._on(self.dst_cloud, partial(self.dst.find_by_uid, uid))
+            if isinstance(vol, ObservedVolume):
+                if vol.attached_to:
+                    self._on(
+                        self.dst_cloud,
+                        partial(self.dst.update_volume, vol.external_id, None, None, True),
+                    )
+                self._on(self.dst_cloud, partial(self.dst.delete_volume, vol.external_id))
+        target = self._target()
+        if target is not None:
+            self._on(self.dst_cloud, lambda: self.dst.delete_vm(target.external_id))
+
+    def _restore(self, source: ObservedVM) -> None:
+        tags = {TAG_MIGRATION: "", TAG_MIGRATION_TARGET: "", TAG_PLACED_AT: _iso(self.now())}
+        wanted = PowerState(self.params["target"]["powerState"])
+        power = wanted if source.power_state is not wanted else None
+        update = VMUpdate(power_state=power, tags=tags)
+        self._on(self.src_cloud, lambda: self.src.update_vm(self.source_id, update))

@@ -1,0 +1,54 @@
+"""Which rebalancing rounds have finished: per BrokerPolicy, the period of its last
+completed round (``state_dir/rebalance.json``). Written after an apply that carried a
+plan in which a policy's round completes (nothing more was worth moving)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from reconciler.model.keys import ResourceKey
+from reconciler.model.moves import RoundState
+from reconciler.model.plan import Plan
+
+ROUNDS_FILE = "rebalance.json"
+
+
+def load_rounds(state_dir: Path) -> dict[ResourceKey, str]:
+    """Policy key -> period of its last completed round ({} if none or unreadable)."""
+    try:
+        raw = json.loads((state_dir / ROUNDS_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    out: dict[ResourceKey, str] = {}
+    for key, period in (raw.get("completed") or {}).items():
+        try:
+            out[ResourceKey.parse(key)] = str(period)
+        except ValueError:
+            continue
+    return out
+
+
+def completed_rounds(plan: Plan) -> dict[ResourceKey, str]:
+    """The rounds a successful apply of ``plan`` completes."""
+    return {
+        ResourceKey.parse(r["policy"]): str(r["period"])
+        for r in plan.rebalance
+        if r.get("state") == RoundState.COMPLETES.value
+    }
+
+
+def save_rounds(state_dir: Path, done: Mapping[ResourceKey, str]) -> None:
+    """Merge ``done`` into the file, atomically."""
+    if not done:
+        return
+    merged = {**load_rounds(state_dir), **done}
+    state_dir.mkdir(parents=True, exist_ok=True)
+    body = {"completed": {str(k): v for k, v in sorted(merged.items())}}
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".rebalance-")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(body, out, indent=1, sort_keys=True)
+    os.replace(tmp, state_dir / ROUNDS_FILE)
