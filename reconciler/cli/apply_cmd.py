@@ -47,7 +47,7 @@ def _saved_plan(paths: tuple[str, ...]) -> Plan | None:
     return Plan.from_json(raw)
 
 
-def _confirm(auto_approve: bool) -> None:
+def confirm(auto_approve: bool) -> None:
     if auto_approve:
         return
     if not sys.stdin.isatty():
@@ -89,7 +89,7 @@ def apply_reporting(
     return result
 
 
-def _finish(result: ApplyResult, plan: Plan) -> None:
+def finish_apply(result: ApplyResult, plan: Plan) -> None:
     """Exit 1 (ExecutionError) when an action failed or a resource stayed unplaced."""
     if not result.ok:
         raise ExecutionError(
@@ -107,7 +107,7 @@ def _apply_saved(plan: Plan, settings: Settings) -> None:
     desired = DesiredState(clouds=clouds)
     world = observe_declared(desired, settings, recovered_providers(desired, settings))
     check_fresh(plan, world, settings)
-    _finish(apply_reporting(plan, world, desired, settings), plan)
+    finish_apply(apply_reporting(plan, world, desired, settings), plan)
 
 
 @click.command("apply")
@@ -141,5 +141,5 @@ def apply_command(
             raise ExecutionError("some resources cannot be placed; see above")
         record_rounds(planned.plan, settings)
         return
-    _confirm(auto_approve)
-    _finish(apply_reporting(planned.plan, planned.world, desired, settings), planned.plan)
+    confirm(auto_approve)
+    finish_apply(apply_reporting(planned.plan, planned.world, desired, settings), planned.plan)

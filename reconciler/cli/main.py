@@ -12,6 +12,7 @@ from reconciler import __version__
 from reconciler.cli.apply_cmd import apply_command
 from reconciler.cli.catalog_cmd import catalog_command
 from reconciler.cli.inspect_cmd import explain_command, show_command
+from reconciler.cli.migrate_cmd import migrate_command
 from reconciler.cli.operator_cmd import (
     CONTEXT,
     KUBECONFIG,
@@ -129,6 +130,7 @@ cli.add_command(explain_command)
 cli.add_command(watch_command)
 cli.add_command(operator_command)
 cli.add_command(catalog_command)
+cli.add_command(migrate_command)
 
 
 def main() -> None:

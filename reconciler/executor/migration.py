@@ -9,9 +9,10 @@
     create   create the target VM from the boot image and volumes from the others, attach
     verify   the target runs as declared and its disks hold the source's bytes (where the
              cloud can tell without reading them)
-    switch   the source is tagged retained-until and successor; the target loses its
-             migration tag: the target is now the VM
+    switch   the source is tagged retained-until and successor: the target is now the VM
     cleanup  staged objects and imported images are deleted
+    finish   the target loses its migration tag (until then a plan still sees the
+             migration, so a crash during cleanup resumes it and nothing is left behind)
 
 Every step is idempotent (each result is found by uid or checked before it is redone),
 journaled (intent before, outcome after) and recorded in the MigrationStore, so a
@@ -61,7 +62,7 @@ T = TypeVar("T")
 #: Runs one provider call for a cloud with the apply's rate limit and retries.
 Caller = Callable[[str, Callable[[], Any]], Any]
 
-STEPS = ("mark", "stop", "export", "import", "create", "verify", "switch", "cleanup")
+STEPS = ("mark", "stop", "export", "import", "create", "verify", "switch", "cleanup", "finish")
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ class Migration:
             self._step("verify", self._verify)
         self._step("switch", self._switch)
         self._step("cleanup", self._cleanup)
+        self._step("finish", self._finish)
         target = self._target()
         if target is None:
             raise PermanentError(f"migration {self.id}: target VM vanished", cloud=self.dst_cloud)
@@ -376,9 +378,13 @@ class Migration:
             self._on(
                 self.src_cloud, lambda: self.src.update_vm(self.source_id, VMUpdate(tags=retained))
             )
-        done = VMUpdate(tags={TAG_MIGRATION: ""})
-        self._on(self.dst_cloud, lambda: self.dst.update_vm(target.external_id, done))
         self.record["retainUntil"] = retained[TAG_RETAIN_UNTIL]
+
+    def _finish(self) -> None:
+        target = self._target()
+        if target is not None:
+            done = VMUpdate(tags={TAG_MIGRATION: ""})
+            self._on(self.dst_cloud, lambda: self.dst.update_vm(target.external_id, done))
 
     def _cleanup(self) -> None:
         for disk in self.disks:
