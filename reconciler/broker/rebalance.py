@@ -181,27 +181,37 @@ class Rebalancer:
 
     # -- moves worth making --------------------------------------------------------------
     def _cost(self, placements: dict[ResourceKey, Placement]) -> None:
-        found: list[_Candidate] = []
-        for key in sorted(placements):
-            candidate = self._consider(key, placements[key])
-            if candidate is not None:
-                found.append(candidate)
-        found.sort(key=lambda c: (-c.econ.net_over_horizon, c.key))
-        for cand in found:
-            spec = self.world.desired.vms[cand.key]
-            policy = self._policy(spec)
-            assert policy is not None
-            offer = cand.offer if self._fits(cand.key, cand.offer) else None
-            if offer is None:
-                again = self._consider(cand.key, placements[cand.key])
-                if again is None:
+        """Best net gain first, until nothing more is worth moving: a move frees room
+        that may make another worthwhile, so candidates are found again after each
+        batch (each VM moves or is refused at most once per pass)."""
+        settled: set[ResourceKey] = set()
+        while True:
+            found = [
+                cand
+                for key in sorted(placements)
+                if key not in settled and (cand := self._consider(key, placements[key]))
+            ]
+            found.sort(key=lambda c: (-c.econ.net_over_horizon, c.key))
+            moved = 0
+            for cand in found:
+                if not self._fits(cand.key, cand.offer):
+                    again = self._consider(cand.key, placements[cand.key])
+                    if again is None:
+                        continue
+                    cand = again
+                settled.add(cand.key)
+                policy = self._policy(self.world.desired.vms[cand.key])
+                assert policy is not None
+                why = self.budgets[policy.key].refusal()
+                if why is not None:
+                    self.out.notes[cand.key] = (
+                        f"a move is worth it ({cand.econ.arithmetic()}); {why}"
+                    )
                     continue
-                cand = again
-            why = self.budgets[policy.key].refusal()
-            if why is not None:
-                self.out.notes[cand.key] = f"a move is worth it ({cand.econ.arithmetic()}); {why}"
-                continue
-            self._take(cand, placements)
+                self._take(cand, placements)
+                moved += 1
+            if not moved:
+                return
 
     def _eligible(self, key: ResourceKey, placement: Placement) -> tuple[ObservedVM, VMSpec] | None:
         obs, spec = self.observed.get(key), self.world.desired.vms.get(key)
