@@ -25,33 +25,28 @@ gives the source back its power state.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from reconciler.executor.journal import JournalSink
 from reconciler.executor.migration_store import MigrationStore, Record
+from reconciler.executor.transfer import Caller, Disk, Transfer
 from reconciler.model.artifacts import DiskRef
 from reconciler.model.errors import PermanentError
 from reconciler.model.keys import (
-    TAG_KEY,
     TAG_MIGRATED_TO,
     TAG_MIGRATION,
     TAG_MIGRATION_TARGET,
-    TAG_OWNER,
     TAG_PLACED_AT,
     TAG_RETAIN_UNTIL,
-    TAG_SYSTEM,
     TAG_UID,
 )
 from reconciler.model.observed import ObservedVM, ObservedVolume
 from reconciler.model.plan import Action
 from reconciler.model.specs import PowerState
 from reconciler.providers.base import (
-    BucketRequest,
-    ImageRequest,
     Provider,
     VMRequest,
     VMUpdate,
@@ -59,40 +54,11 @@ from reconciler.providers.base import (
 )
 
 T = TypeVar("T")
-#: Runs one provider call for a cloud with the apply's rate limit and retries.
-Caller = Callable[[str, Callable[[], Any]], Any]
-
 STEPS = ("mark", "stop", "export", "import", "create", "verify", "switch", "cleanup", "finish")
-
-
-@dataclass(frozen=True)
-class Disk:
-    """One disk that moves: the boot disk or an attached volume."""
-
-    name: str
-    ref: DiskRef
-    image_uid: str
-    key: str  # resource key (of the VM or the Volume)
-    volume: Mapping[str, Any] | None = None  # the volume's params, None for the boot disk
 
 
 def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-class _Hashing:
-    """Wraps a stream: counts and checksums what passes through."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self.sha.update(chunk)
-            self.size += len(chunk)
-            yield chunk
 
 
 class Migration:
@@ -121,6 +87,7 @@ class Migration:
         self.call, self.progress, self.now = call, progress, now
         self.record: Record = store.load(self.id) or {"key": str(action.key), "disks": {}}
         self.disks = self._disks()
+        self.transfer = Transfer(self.id, p, providers, self.record, call)
 
     def _disks(self) -> list[Disk]:
         boot = Disk(
@@ -206,100 +173,16 @@ class Migration:
             update = VMUpdate(power_state=PowerState.STOPPED)
             self._on(self.src_cloud, lambda: self.src.update_vm(self.source_id, update))
 
-    # -- disks ---------------------------------------------------------------------------
-    def _entry(self, disk: Disk) -> dict[str, Any]:
-        entry: dict[str, Any] = self.record["disks"].setdefault(disk.name, {})
-        return entry
-
-    def _object_key(self, disk: Disk) -> str:
-        return f"migrations/{self.id}/{hashlib.sha256(disk.name.encode()).hexdigest()[:12]}.raw"
-
-    def _staging_bucket(self) -> str:
-        assert self.stage is not None and self.stage_cloud is not None
-        if "stagingBucket" in self.record:
-            return str(self.record["stagingBucket"])
-        name = self.params["staging"]["bucket"]
-        uid = hashlib.sha256(f"staging|{name}".encode()).hexdigest()[:20]
-        owner = self.params["target"]["tags"][TAG_OWNER]
-        tags = {
-            TAG_OWNER: owner,
-            TAG_KEY: f"Bucket/reconciler-system/{name}",
-            TAG_UID: uid,
-            TAG_SYSTEM: "staging",
-        }
-        stage = self.stage
-        bucket = self._on(
-            self.stage_cloud, lambda: stage.create_bucket(BucketRequest(name, False, tags))
-        )
-        self.record["stagingBucket"] = bucket.external_id
-        return bucket.external_id
-
+    # -- disks -----------------------------------------------------------------------------
     def _export_all(self) -> None:
         for disk in self.disks:
-            self._export(disk)
+            self.transfer.export(disk)
             self._save("export")
-
-    def _export(self, disk: Disk) -> None:
-        entry = self._entry(disk)
-        if self.stage is None:
-            if "sha256" not in entry:
-
-                def checksum() -> tuple[int, str]:
-                    hashing = _Hashing(self.src.read_disk(disk.ref))
-                    for _ in hashing:
-                        pass
-                    return hashing.size, hashing.sha.hexdigest()
-
-                entry["size"], entry["sha256"] = self._on(self.src_cloud, checksum)
-            return
-        bucket, key, stage = self._staging_bucket(), self._object_key(disk), self.stage
-        assert self.stage_cloud is not None
-        if "etag" in entry:
-            head = self._on(self.stage_cloud, lambda: stage.head_object(bucket, key))
-            if head is not None and head.etag == entry["etag"] and head.size == entry["size"]:
-                return  # staged by an earlier attempt
-
-        def upload() -> tuple[int, str, str]:
-            hashing = _Hashing(self.src.read_disk(disk.ref))
-            info = stage.put_object(bucket, key, hashing, {"reconciler-migration": self.id})
-            return hashing.size, hashing.sha.hexdigest(), info.etag
-
-        size, sha, etag = self._on(self.stage_cloud, upload)
-        entry.update(size=size, sha256=sha, etag=etag, object=key)
-
-    def _chunks(self, disk: Disk) -> Iterable[bytes]:
-        if self.stage is None:
-            return self.src.read_disk(disk.ref)
-        return self.stage.get_object(self._staging_bucket(), self._object_key(disk))
 
     def _import_all(self) -> None:
         for disk in self.disks:
-            self._import(disk)
+            self.transfer.import_disk(disk)
             self._save("import")
-
-    def _image_tags(self, disk: Disk) -> dict[str, str]:
-        owner = self.params["target"]["tags"][TAG_OWNER]
-        return {
-            TAG_OWNER: owner,
-            TAG_KEY: disk.key,
-            TAG_UID: disk.image_uid,
-            TAG_MIGRATION: self.id,
-        }
-
-    def _import(self, disk: Disk) -> None:
-        entry = self._entry(disk)
-        found = self._on(self.dst_cloud, lambda: self.dst.find_image(disk.image_uid))
-        if found is not None and found.sha256 == entry["sha256"]:
-            entry["imageId"] = found.external_id
-            return
-        if found is not None:  # made from other bytes (the source changed): start over
-            self._on(self.dst_cloud, lambda: self.dst.delete_image(found.external_id))
-        name = f"{self.params['target']['name']}-{disk.image_uid[:8]}"
-        request = ImageRequest(
-            name, int(entry["size"]), str(entry["sha256"]), self._image_tags(disk)
-        )
-        image = self._on(self.dst_cloud, lambda: self.dst.import_image(request, self._chunks(disk)))
-        entry["imageId"] = image.external_id
 
     # -- target --------------------------------------------------------------------------
     def _target(self) -> ObservedVM | None:
@@ -328,7 +211,7 @@ class Migration:
         image = self.record["disks"][disk.name]["imageId"]
         request = VolumeRequest(v["name"], int(v["sizeGiB"]), v["class"], dict(v["tags"]), image)
         vol = self._on(self.dst_cloud, lambda: self.dst.create_volume(request))
-        self._entry(disk)["targetId"] = vol.external_id
+        self.transfer.entry(disk)["targetId"] = vol.external_id
         self._on(
             self.dst_cloud, lambda: self.dst.update_volume(vol.external_id, None, vm_id, False)
         )
@@ -345,7 +228,7 @@ class Migration:
                 reason="VerifyFailed",
             )
         for disk in self.disks:
-            entry = self._entry(disk)
+            entry = self.transfer.entry(disk)
             ref = (
                 DiskRef("vm", target.external_id)
                 if disk.volume is None
@@ -388,15 +271,7 @@ class Migration:
 
     def _cleanup(self) -> None:
         for disk in self.disks:
-            self._drop_artifacts(disk)
-
-    def _drop_artifacts(self, disk: Disk) -> None:
-        image = self._on(self.dst_cloud, lambda: self.dst.find_image(disk.image_uid))
-        if image is not None:
-            self._on(self.dst_cloud, lambda: self.dst.delete_image(image.external_id))
-        if self.stage is not None and self.stage_cloud is not None:
-            bucket, key, stage = self._staging_bucket(), self._object_key(disk), self.stage
-            self._on(self.stage_cloud, lambda: stage.delete_object(bucket, key))
+            self.transfer.drop(disk)
 
     # -- abort ---------------------------------------------------------------------------
     def _abort(self, source: ObservedVM) -> ObservedVM:
