@@ -23,6 +23,7 @@ from reconciler.cli.operator_cmd import (
 from reconciler.cli.options import common_options, report_errors, settings_from, use_colour
 from reconciler.cli.render.markdown import render_markdown
 from reconciler.cli.render.text import render_text
+from reconciler.cli.snapshot_cmd import snapshot_command
 from reconciler.cli.watch_cmd import watch_command
 from reconciler.executor.engine import make_plan
 from reconciler.manifest import load_desired, validate_paths
@@ -131,6 +132,7 @@ cli.add_command(watch_command)
 cli.add_command(operator_command)
 cli.add_command(catalog_command)
 cli.add_command(migrate_command)
+cli.add_command(snapshot_command)
 
 
 def main() -> None:
