@@ -190,6 +190,9 @@ def explain_command(
             f"${placement.offer.price_per_hour:.4f}/h: {placement.reason}"
         )
         candidates: Sequence[Candidate] = placement.candidates
+        for note in (result.held.get(rkey), result.notes.get(rkey)):
+            if note:
+                click.echo(f"  rebalancing: {note}")
     elif unplaced is not None:
         click.echo(f"{rkey} cannot be placed:")
         for reason in unplaced.reasons:

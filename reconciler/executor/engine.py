@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.broker import RebalanceContext, place
-from reconciler.executor.clock import now_iso
+from reconciler.executor.clock import now, now_iso
+from reconciler.executor.copies import with_bucket_drift
 from reconciler.executor.journal import (
     InFlight,
     Journal,
@@ -89,9 +90,14 @@ def observe_declared(
 
 
 def place_declared(desired: DesiredState, settings: Settings) -> tuple[World, BrokerResult]:
-    """Observe every declared cloud and place every declared resource."""
+    """Observe every declared cloud and place every declared resource (rebalancing as a
+    plan made now would)."""
     world = observe_declared(desired, settings)
-    return world, place(desired, world.clouds, world.offers, world.inventory, owner=settings.owner)
+    ctx = RebalanceContext(now(), load_rounds(settings.state_dir))
+    result = place(
+        desired, world.clouds, world.offers, world.inventory, owner=settings.owner, rebalance=ctx
+    )
+    return world, result
 
 
 def plan_world(
@@ -139,6 +145,7 @@ def plan_world(
             hold=hold,
             retire_as=retire_as or {},
             abort=abort,
+            bucket_drift=world.bucket_drift,
         )
     )
     return Planned(desired, world, result, plan)
@@ -153,7 +160,7 @@ def make_plan(
 ) -> Planned:
     """Observe, place, and plan the difference between desired and observed (with the
     rebalancing rounds completed so far, and the migrations asked to abort)."""
-    world = observe_declared(desired, settings, providers)
+    world = with_bucket_drift(desired, observe_declared(desired, settings, providers))
     return plan_world(
         desired,
         world,

@@ -16,13 +16,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from reconciler.executor.bucketsync import BucketRef, sync
 from reconciler.executor.clock import now
 from reconciler.executor.dispatch import Resolver, call_for, vm_request
 from reconciler.executor.journal import JournalSink
 from reconciler.executor.migration import Migration
 from reconciler.executor.migration_store import MemoryMigrationStore, MigrationStore
 from reconciler.executor.retry import RetryPolicy, call_with_retry
-from reconciler.model.errors import ProviderError, TransientError
+from reconciler.model.errors import PermanentError, ProviderError, TransientError
 from reconciler.model.observed import Observed
 from reconciler.model.plan import Action, ActionType, Plan
 from reconciler.providers.base import Provider
@@ -137,9 +138,38 @@ class _Run:
         )
         return migration.run()
 
+    def _sync(self, action: Action) -> Observed | None:
+        """Copy a bucket's objects from its source copy to the others; fails (after the
+        copies that worked) if any object could not be copied."""
+        source = action.params["source"]
+        replicas = [self._bucket_ref(action, r) for r in action.params["replicas"]]
+        origin = BucketRef(self.providers[source["cloud"]], source["bucket"])
+        report = sync(origin, replicas)
+        if report.failed:
+            errors = "; ".join(e for r in report.replicas for e in r.errors[:2])
+            raise PermanentError(f"{report.failed} object(s) not copied: {errors}", action.cloud)
+        done = f"copied {report.copied} object(s), {report.bytes_copied} bytes; "
+        self.emit(ActionEvent(action, "progress", done + f"deleted {report.deleted}"))
+        return None
+
+    def _bucket_ref(self, action: Action, replica: Mapping[str, str]) -> BucketRef:
+        provider = self.providers[replica["cloud"]]
+        if "bucket" in replica:
+            return BucketRef(provider, replica["bucket"])
+        found = self._provider_call(
+            action, replica["cloud"], lambda: provider.find_by_uid(replica["uid"])
+        )
+        if found is None:
+            raise PermanentError(
+                f"the new copy (uid {replica['uid']}) was not created", replica["cloud"]
+            )
+        return BucketRef(provider, found.external_id)
+
     def _dispatch(self, action: Action) -> Observed | None:
         if action.type is ActionType.MIGRATE:
             return self._migrate(action)
+        if action.type is ActionType.SYNC:
+            return self._sync(action)
         provider = self.providers[action.cloud]
         if action.type is ActionType.REPLACE:  # a VM: create in the target, delete the source
             request = vm_request(action.params)

@@ -12,8 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from reconciler.executor.retry import RetryPolicy, call_with_retry
+from reconciler.model.artifacts import BucketDrift
 from reconciler.model.cloud import CloudInfo, Offer
 from reconciler.model.errors import PlanError, ProviderError
+from reconciler.model.keys import ResourceKey
 from reconciler.model.observed import CloudInventory, Inventory
 from reconciler.model.specs import CloudSpec
 from reconciler.providers.base import Provider, ProviderContext
@@ -35,6 +37,8 @@ class World:
     clouds: Mapping[str, CloudInfo]
     offers: Mapping[str, tuple[Offer, ...]]
     inventory: Inventory
+    #: How replicated Buckets' copies differ (executor.copies.with_bucket_drift).
+    bucket_drift: Mapping[ResourceKey, BucketDrift] = dataclasses.field(default_factory=dict)
 
 
 def build_providers(

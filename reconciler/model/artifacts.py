@@ -61,3 +61,36 @@ class ObjectInfo:
     @property
     def sha256(self) -> str:
         return self.metadata.get(META_SHA256, "")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaDrift:
+    """How one copy of a bucket differs from the source copy (object counts, and a few
+    of the keys for display)."""
+
+    cloud: str
+    bucket: str
+    missing: int
+    stale: int
+    extra: int
+    sample: tuple[str, ...] = ()
+    #: Why this copy could not be compared (then its counts mean nothing).
+    error: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.missing + self.stale + self.extra
+
+
+@dataclass(frozen=True, slots=True)
+class BucketDrift:
+    """A Bucket's copies compared with its source copy (observed before planning)."""
+
+    source_cloud: str
+    source_bucket: str
+    objects: int
+    replicas: tuple[ReplicaDrift, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(r.total for r in self.replicas)

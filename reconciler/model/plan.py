@@ -27,6 +27,7 @@ class ActionType(StrEnum):
     FORGET = "forget"  # deletionPolicy Orphan: leave it running, stop managing it
     ATTACH = "attach"
     DETACH = "detach"
+    SYNC = "sync"  # copy objects from a bucket's source copy to its other copies
 
 
 DESTRUCTIVE = frozenset({ActionType.DELETE, ActionType.REPLACE})

@@ -8,9 +8,10 @@ from reconciler.model.cloudjson import cloud_to_json
 from reconciler.model.errors import PlanError
 from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey
 from reconciler.model.plan import CloudPrices, Plan, UnplacedEntry
+from reconciler.planner.buckets import plan_buckets
 from reconciler.planner.collect import Collector
 from reconciler.planner.inputs import PlanInput
-from reconciler.planner.storage import plan_buckets, plan_volumes
+from reconciler.planner.storage import plan_volumes
 from reconciler.planner.vms import plan_vms
 
 __all__ = ["PlanInput", "build_plan"]

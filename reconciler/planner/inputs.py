@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.model.artifacts import BucketDrift
 from reconciler.model.cloud import CloudInfo
 from reconciler.model.keys import ResourceKey
 from reconciler.model.observed import Inventory
@@ -39,3 +40,5 @@ class PlanInput:
     retire_as: Mapping[ResourceKey, str] = field(default_factory=dict)
     #: VMs whose migration in flight is to be rolled back (``reconciler migrate abort``).
     abort: frozenset[ResourceKey] = frozenset()
+    #: How each replicated Bucket's copies differ from its source copy (observed).
+    bucket_drift: Mapping[ResourceKey, BucketDrift] = field(default_factory=dict)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 
-from reconciler.model.keys import HOURS_PER_MONTH, TAG_SYSTEM, ResourceKey, ownership_tags
-from reconciler.model.observed import ObservedBucket, ObservedVolume
+from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey, ownership_tags
+from reconciler.model.observed import ObservedVolume
 from reconciler.model.plan import ActionType
-from reconciler.model.specs import BucketSpec, DriftPolicy, VolumeSpec
+from reconciler.model.specs import DriftPolicy, VolumeSpec
 from reconciler.planner.collect import Collector, cloud_name
 from reconciler.planner.diff import field_changes
 from reconciler.planner.inputs import PlanInput
@@ -193,66 +193,3 @@ def _remove_volume(col: Collector, key: ResourceKey, vol: ObservedVolume, why: s
         price=vol.price_per_hour,
         detach_first=vol.attached_to is not None,
     )
-
-
-def plan_buckets(inp: PlanInput, col: Collector) -> None:
-    observed: dict[ResourceKey, list[ObservedBucket]] = defaultdict(list)
-    for bucket in inp.inventory.all_buckets():
-        if bucket.key is not None and not bucket.tags.get(TAG_SYSTEM):
-            observed[bucket.key].append(bucket)
-    for key, spec in inp.desired.buckets.items():
-        found = observed.pop(key, [])
-        _plan_bucket(inp, col, spec, found)
-    for key, leftovers in sorted(observed.items()):
-        for bucket in leftovers:
-            _remove_bucket(col, key, bucket, "no manifest declares it")
-
-
-def _plan_bucket(
-    inp: PlanInput, col: Collector, spec: BucketSpec, found: list[ObservedBucket]
-) -> None:
-    placed = inp.result.storage.get(spec.key)
-    if placed is None:
-        return
-    by_cloud = {b.cloud: b for b in sorted(found, key=lambda b: b.external_id, reverse=True)}
-    for bucket in found:
-        if bucket.cloud not in placed.clouds or by_cloud.get(bucket.cloud) is not bucket:
-            _remove_bucket(col, spec.key, bucket, f"copies is {spec.copies}; not a chosen copy")
-    for cloud in placed.clouds:
-        have = by_cloud.get(cloud)
-        if have is None:
-            uid = col.uid(spec.key, cloud)
-            col.add(
-                ActionType.CREATE,
-                spec.key,
-                cloud,
-                f"copy missing; {placed.reason}",
-                params={
-                    "name": f"{spec.key.namespace}-{spec.key.name}-{uid[:8]}"[:63],
-                    "versioning": spec.versioning,
-                    "tags": ownership_tags(
-                        col.owner, spec.key, uid, spec.protect, spec.deletion_policy.value
-                    ),
-                },
-            )
-        elif have.versioning != spec.versioning and spec.drift_policy is not DriftPolicy.CORRECT:
-            changes = field_changes(
-                {"versioning": have.versioning}, {"versioning": spec.versioning}
-            )
-            col.note_drift(spec.key, cloud, have.external_id, changes, spec.drift_policy)
-        elif have.versioning != spec.versioning:
-            col.add(
-                ActionType.UPDATE,
-                spec.key,
-                cloud,
-                f"spec.versioning is {spec.versioning}",
-                external_id=have.external_id,
-                changes=field_changes(
-                    {"versioning": have.versioning}, {"versioning": spec.versioning}
-                ),
-                params={"versioning": spec.versioning},
-            )
-
-
-def _remove_bucket(col: Collector, key: ResourceKey, bucket: ObservedBucket, why: str) -> None:
-    col.retire(key, bucket.cloud, bucket.external_id, bucket.tags, why)

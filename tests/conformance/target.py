@@ -60,6 +60,11 @@ class ConformanceTarget:
     secrets: tuple[str, ...] = ()
     #: Errors the backend cannot be made to return, with the reason (say why in docs).
     unsupported_errors: dict[ErrorKind, str] = field(default_factory=dict)
+    #: Create a bucket named ``name`` directly through the SDK, with no reconciler tags
+    #: (someone else's bucket); returns its external id. None: the backend has no
+    #: buckets outside the driver (the simulator); object tests then use only a bucket
+    #: made by a second driver instance with another owner.
+    make_foreign_bucket: Callable[[str], str] | None = None
 
 
 TargetFactory = Callable[..., Iterator[ConformanceTarget]]

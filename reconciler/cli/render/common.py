@@ -17,6 +17,7 @@ ORDER = {
     "update": 6,
     "attach": 7,
     "start": 8,
+    "sync": 9,
 }
 VERB = {
     "create": "will be created",
@@ -29,6 +30,7 @@ VERB = {
     "forget": "will be forgotten (left running, no longer managed)",
     "attach": "will be attached",
     "detach": "will be detached",
+    "sync": "will have its copies synced from the source copy",
 }
 SYMBOL = {
     "create": "+",
@@ -41,6 +43,7 @@ SYMBOL = {
     "forget": "!",
     "attach": "&",
     "detach": "x",
+    "sync": "<>",
 }
 
 
@@ -64,7 +67,7 @@ def summary_line(plan: Mapping[str, Any]) -> str:
     cost = plan["cost"]
     change = (
         counts["update"] + counts["start"] + counts["stop"] + counts["attach"] + counts["detach"]
-    )
+    ) + counts.get("sync", 0)
     parts = [f"{counts['create']} to create"]
     if counts.get("migrate"):
         parts.append(f"{counts['migrate']} to migrate")

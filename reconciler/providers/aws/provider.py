@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.model.artifacts import Chunks, ObjectInfo
 from reconciler.model.keys import GROUP, TAG_OWNER, TAG_UID
 from reconciler.model.observed import CloudInventory, Observed, ObservedBucket
 from reconciler.providers.aws.core import tag_dict
@@ -54,6 +55,24 @@ class AwsProvider(AwsVolumes):
     def delete_bucket(self, external_id: str) -> None:
         """Delete our empty bucket (a non-empty one is PermanentError BucketNotEmpty)."""
         self.buckets.delete(external_id)
+
+    def put_object(
+        self, bucket: str, key: str, chunks: Chunks, metadata: Mapping[str, str]
+    ) -> ObjectInfo:
+        """PutObject, or a multipart upload beyond 8 MiB (see s3store)."""
+        return self.buckets.put_object(bucket, key, chunks, metadata)
+
+    def get_object(self, bucket: str, key: str) -> Chunks:
+        return self.buckets.get_object(bucket, key)
+
+    def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
+        return self.buckets.head_object(bucket, key)
+
+    def list_objects(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        return self.buckets.list_objects(bucket, prefix)
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        self.buckets.delete_object(bucket, key)
 
     # -- forget ----------------------------------------------------------------------
     def _untag(self, resource_ids: list[str], tags: Mapping[str, str]) -> None:

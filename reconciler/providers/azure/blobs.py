@@ -4,22 +4,50 @@ Metadata keys must be C# identifiers, so tag keys are encoded (names.encode_meta
 Blob versioning is a storage-ACCOUNT setting made through the management plane, not a
 container property: the driver reports every container's versioning as the Cloud's
 ``settings.blobVersioning`` says, and refuses to change it per container.
+
+Objects are block blobs: one Put Blob up to ``BLOCK_SIZE``, else Put Block per block (each
+MD5-checked in transit) and one Put Block List that commits them with the metadata and
+the SHA-256, both known by then. A failed upload commits nothing; its staged blocks are
+invisible and Azure discards them (a week later, or at the blob's next commit). Metadata
+keys are encoded like container metadata (names.encode_meta_key) and decoded on reads;
+listings include metadata, so the bucket sync reads a copy's source ETag without a HEAD.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient
 
+from reconciler.model.artifacts import META_SHA256, Chunks, ObjectInfo
 from reconciler.model.errors import PermanentError
 from reconciler.model.keys import TAG_UID
 from reconciler.model.observed import ObservedBucket
 from reconciler.providers.azure.arm import Arm, without_ours
 from reconciler.providers.azure.errors import azure_errors, or_none
-from reconciler.providers.azure.names import container_name, decode_map, encode_map, encode_meta_key
+from reconciler.providers.azure.names import (
+    container_name,
+    decode_key,
+    decode_map,
+    encode_map,
+    encode_meta_key,
+)
 from reconciler.providers.base import BucketRequest
+
+#: Blobs up to this size are one Put Blob; larger ones are staged in blocks of this size,
+#: growing by this much every BLOCK_GROWTH blocks (Azure allows 50,000 blocks: about
+#: 2 TiB, holding one block, at most 80 MiB, in memory).
+BLOCK_SIZE = 8 * 2**20
+BLOCK_GROWTH = 5000
+MAX_BLOCKS = 50_000
+#: How long (seconds) object calls trust a positive "this container is ours" answer.
+OWNER_TTL = 15.0
 
 
 class Blobs:
@@ -31,6 +59,9 @@ class Blobs:
         self.cloud = arm.cloud
         self.service = service
         self.versioning = arm.settings.blob_versioning
+        #: container -> monotonic time until which object calls take it as ours.
+        self._owned: dict[str, float] = {}
+        self._owned_lock = threading.Lock()
 
     def _observed(self, name: str, metadata: Mapping[str, str] | None) -> ObservedBucket:
         return ObservedBucket(self.cloud, name, self.versioning, 0.0, decode_map(metadata))
@@ -97,6 +128,7 @@ class Blobs:
             )
 
     def delete(self, external_id: str) -> None:
+        self._disown(external_id)
         if self.ours(external_id) is not None:
             or_none(
                 self.cloud,
@@ -106,6 +138,7 @@ class Blobs:
 
     def forget(self, external_id: str) -> None:
         """Drop our metadata; absent or not ours is success."""
+        self._disown(external_id)
         meta = self.ours(external_id)
         if meta is None:
             return
@@ -113,3 +146,146 @@ class Blobs:
             self.service.get_container_client(external_id).set_container_metadata(
                 without_ours(meta)
             )
+
+    # -- objects (block blobs) -----------------------------------------------------------
+    def _disown(self, name: str) -> None:
+        with self._owned_lock:
+            self._owned.pop(name, None)
+
+    def _container(self, name: str) -> ContainerClient:
+        """The client of our container ``name``: NotFound if absent, NotManaged if not
+        ours. A yes is trusted for OWNER_TTL seconds."""
+        now = time.monotonic()
+        with self._owned_lock:
+            known = self._owned.get(name, 0.0) > now
+        if not known:
+            meta = self.metadata(name) if container_name(name) == name else None
+            if meta is None:
+                raise PermanentError(f"bucket {name} not found", self.cloud, "NotFound")
+            if not self.arm.owns(meta):
+                raise PermanentError(
+                    f"bucket {name} is not managed by '{self.arm.owner}' (no matching "
+                    "reconciler.dev/owner metadata); refusing to touch it",
+                    self.cloud,
+                    "NotManaged",
+                )
+            with self._owned_lock:
+                self._owned[name] = now + OWNER_TTL
+        return self.service.get_container_client(name)
+
+    def put_object(
+        self, bucket: str, key: str, chunks: Chunks, metadata: Mapping[str, str]
+    ) -> ObjectInfo:
+        """One Put Blob up to BLOCK_SIZE, else staged blocks and one commit."""
+        blob = self._container(bucket).get_blob_client(key)
+        sha, size = hashlib.sha256(), 0
+        blocks = _blocks(chunks, sha)
+        first = next(blocks)
+        second = next(blocks, None)
+        doing = f"writing blob {key} to container {bucket}"
+        with azure_errors(self.cloud, doing):
+            if second is None:
+                meta = _user_metadata(metadata, sha.hexdigest())
+                made = blob.upload_blob(
+                    first,
+                    blob_type="BlockBlob",
+                    overwrite=True,
+                    metadata=encode_map(meta, encode_meta_key),
+                    validate_content=True,
+                )
+                size = len(first)
+            else:
+                upload, ids = uuid.uuid4().hex, []
+                for index, block in enumerate(_chain(first, second, blocks)):
+                    if index >= MAX_BLOCKS:
+                        raise PermanentError(
+                            f"blob {key} needs more than {MAX_BLOCKS} blocks",
+                            self.cloud,
+                            "ObjectTooLarge",
+                        )
+                    ids.append(f"{upload}-{index:06d}")
+                    blob.stage_block(ids[-1], block, validate_content=True)
+                    size += len(block)
+                meta = _user_metadata(metadata, sha.hexdigest())
+                made = blob.commit_block_list(
+                    [BlobBlock(block_id=i) for i in ids], metadata=encode_map(meta, encode_meta_key)
+                )
+        return ObjectInfo(key, size, _unquote(made.get("etag")), meta)
+
+    def get_object(self, bucket: str, key: str) -> Chunks:
+        """The blob's bytes, streamed (NotFound now, not at the first read, if absent)."""
+        container = self._container(bucket)
+        doing = f"reading blob {key} from container {bucket}"
+        download = or_none(self.cloud, doing, lambda: container.download_blob(key))
+        if download is None:
+            raise PermanentError(
+                f"object {key} not found in bucket {bucket}", self.cloud, "NotFound"
+            )
+        return self._stream(download.chunks(), doing)
+
+    def _stream(self, chunks: Iterator[bytes], doing: str) -> Iterator[bytes]:
+        with azure_errors(self.cloud, doing):
+            yield from chunks
+
+    def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
+        blob = self._container(bucket).get_blob_client(key)
+        props = or_none(self.cloud, f"reading blob {key} in {bucket}", blob.get_blob_properties)
+        return None if props is None else _info(props)
+
+    def list_objects(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        """Every blob under ``prefix``, sorted by name, with its metadata."""
+        container = self._container(bucket)
+        with azure_errors(self.cloud, f"listing blobs in container {bucket}"):
+            listed = container.list_blobs(name_starts_with=prefix or None, include=["metadata"])
+            found = [_info(props) for props in listed]
+        return sorted(found, key=lambda info: info.key)
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete the blob (its current version); absent is success."""
+        container = self._container(bucket)
+        or_none(
+            self.cloud, f"deleting blob {key} from {bucket}", lambda: container.delete_blob(key)
+        )
+
+
+def _unquote(etag: object) -> str:
+    return str(etag or "").strip('"')
+
+
+def _user_metadata(metadata: Mapping[str, str], sha256: str) -> dict[str, str]:
+    result = {k.lower(): v for k, v in metadata.items()}
+    result[META_SHA256] = sha256
+    return result
+
+
+def _info(props: Any) -> ObjectInfo:
+    """An ObjectInfo from BlobProperties (metadata keys decoded, lower-case)."""
+    meta = {decode_key(k).lower(): str(v) for k, v in (props.metadata or {}).items()}
+    return ObjectInfo(str(props.name), int(props.size or 0), _unquote(props.etag), meta)
+
+
+def block_size(index: int) -> int:
+    """Size of block ``index`` (0-based): BLOCK_SIZE, growing every BLOCK_GROWTH."""
+    return BLOCK_SIZE * (1 + index // BLOCK_GROWTH)
+
+
+def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield second
+    yield from rest
+
+
+def _blocks(chunks: Chunks, sha: Any) -> Iterator[bytes]:
+    """``chunks`` re-cut into blocks of ``block_size`` (the last shorter; one empty block
+    for an empty stream), fed to ``sha`` on the way."""
+    buffer, index = bytearray(), 0
+    for chunk in chunks:
+        sha.update(chunk)
+        buffer += chunk
+        while len(buffer) >= block_size(index):
+            cut = block_size(index)
+            yield bytes(buffer[:cut])
+            del buffer[:cut]
+            index += 1
+    if buffer or index == 0:
+        yield bytes(buffer)

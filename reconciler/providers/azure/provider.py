@@ -6,11 +6,13 @@ see docs/providers/azure.md for what is tested against what.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 
+from reconciler.model.artifacts import Chunks, ObjectInfo
 from reconciler.model.cloud import Capability, CloudInfo, Offer
 from reconciler.model.errors import PermanentError
 from reconciler.model.observed import (
@@ -173,6 +175,30 @@ class AzureProvider(Provider):
     def delete_bucket(self, external_id: str) -> None:
         if self.blobs is not None:
             self.blobs.delete(external_id)
+
+    def _object_blobs(self) -> Blobs:
+        """The Blob store for object calls; NotSupported without storage credentials."""
+        if self.blobs is None:
+            raise self.unsupported("objects", Capability.BUCKETS)
+        return self.blobs
+
+    def put_object(
+        self, bucket: str, key: str, chunks: Chunks, metadata: Mapping[str, str]
+    ) -> ObjectInfo:
+        """A block blob: one Put Blob, or staged 8 MiB blocks and one commit."""
+        return self._object_blobs().put_object(bucket, key, chunks, metadata)
+
+    def get_object(self, bucket: str, key: str) -> Chunks:
+        return self._object_blobs().get_object(bucket, key)
+
+    def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
+        return self._object_blobs().head_object(bucket, key)
+
+    def list_objects(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        return self._object_blobs().list_objects(bucket, prefix)
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        self._object_blobs().delete_object(bucket, key)
 
     def forget(self, external_id: str) -> None:
         """Remove our tags (VM, disk) or metadata (container); absent is success."""

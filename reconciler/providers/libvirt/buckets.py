@@ -1,13 +1,17 @@
 """Buckets of a libvirt cloud: served by its S3-compatible ``spec.objectStorage``
 (SeaweedFS, MinIO, Ceph RGW) through the shared S3BucketStore. Without object storage
-the cloud declares no BUCKETS capability and bucket calls are refused as Unsupported.
+the cloud declares no BUCKETS capability: bucket calls are refused as Unsupported, object
+calls as NotSupported (the Provider contract's word for a missing capability).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from reconciler.model.artifacts import Chunks, ObjectInfo
+from reconciler.model.cloud import Capability
 from reconciler.model.errors import PermanentError
 from reconciler.model.observed import ObservedBucket
 from reconciler.providers.base import BucketRequest
@@ -69,3 +73,26 @@ class LibvirtBuckets(LibvirtVolumes):
 
     def delete_bucket(self, external_id: str) -> None:
         self._buckets().delete(external_id)
+
+    # -- objects -----------------------------------------------------------------------
+    def _objects(self) -> S3BucketStore:
+        if self.cloud.object_storage is None:
+            raise self.unsupported("objects", Capability.BUCKETS)
+        return self._buckets()
+
+    def put_object(
+        self, bucket: str, key: str, chunks: Chunks, metadata: Mapping[str, str]
+    ) -> ObjectInfo:
+        return self._objects().put_object(bucket, key, chunks, metadata)
+
+    def get_object(self, bucket: str, key: str) -> Chunks:
+        return self._objects().get_object(bucket, key)
+
+    def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
+        return self._objects().head_object(bucket, key)
+
+    def list_objects(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        return self._objects().list_objects(bucket, prefix)
+
+    def delete_object(self, bucket: str, key: str) -> None:
+        self._objects().delete_object(bucket, key)

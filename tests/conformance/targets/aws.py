@@ -185,6 +185,10 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
         buckets = sorted(b["Name"] for b in s3.list_buckets()["Buckets"])
         return sorted(instances), sorted(volumes), buckets
 
+    def make_foreign_bucket(name: str) -> str:
+        s3.create_bucket(Bucket=name)
+        return name
+
     try:
         yield ConformanceTarget(
             name="aws",
@@ -198,6 +202,7 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
             lose_next_response=lambda: lost_response(provider),
             fail_next_call=lambda kind: failing_call(provider, kind),
             secrets=(SECRET_KEY,),
+            make_foreign_bucket=make_foreign_bucket,
         )
     finally:
         server.reset()

@@ -142,6 +142,10 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
         )
         return fake.snapshot(), containers
 
+    def make_foreign_bucket(name: str) -> str:
+        service.create_container(name, metadata={"team": "b"})
+        return name
+
     try:
         yield ConformanceTarget(
             name="azure",
@@ -155,6 +159,7 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
             lose_next_response=fake.dropping,
             fail_next_call=fake.failing,
             secrets=(SECRET, blob.connection_string.split("AccountKey=")[1].split(";")[0]),
+            make_foreign_bucket=make_foreign_bucket,
         )
     finally:
         fake.stop()

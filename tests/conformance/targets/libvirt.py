@@ -115,6 +115,13 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
         aws_secret_access_key=seaweed.SECRET_KEY,
     )
 
+    foreign_buckets: list[str] = []
+
+    def make_foreign_bucket(name: str) -> str:
+        s3.create_bucket(Bucket=name)
+        foreign_buckets.append(name)
+        return name
+
     def backend_state() -> object:
         """The libvirt host, plus the bucket names on the store (reads never create)."""
         buckets = sorted(b["Name"] for b in s3.list_buckets().get("Buckets", []))
@@ -184,10 +191,13 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
             lose_next_response=lose,
             fail_next_call=fail,
             secrets=(SECRET, seaweed.SECRET_KEY),
+            make_foreign_bucket=make_foreign_bucket,
         )
     finally:
         try:
             for bucket in provider.list_managed().buckets:
                 provider.delete_bucket(bucket.external_id)
+            for name in foreign_buckets:
+                s3.delete_bucket(Bucket=name)
         finally:
             provider.close()

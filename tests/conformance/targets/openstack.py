@@ -103,6 +103,10 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
         swift = swift_server()
         return fake.snapshot(), swift.containers()
 
+    def make_foreign_bucket(name: str) -> str:
+        conn.object_store.create_container(name=name)
+        return name
+
     @contextmanager
     def lose_next_response() -> Iterator[None]:
         fake.lose_next_post()
@@ -131,5 +135,6 @@ def make_target(tmp_path: Path) -> Iterator[ConformanceTarget]:
         lose_next_response=lose_next_response,
         fail_next_call=fail_next_call,
         secrets=(fake.account.password, fake.token),
+        make_foreign_bucket=make_foreign_bucket,
     )
     reset_backend()
