@@ -16,6 +16,7 @@ from botocore.exceptions import (
     ClientError,
     ConnectionError,
     HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
@@ -126,7 +127,9 @@ def map_error(exc: Exception, cloud: str, action: str) -> ProviderError:
             cloud=cloud,
             reason="MissingCredentials",
         )
-    if isinstance(exc, (ConnectionError, HTTPClientError, ResponseParserError)):
+    if isinstance(
+        exc, (ConnectionError, HTTPClientError, ResponseParserError, IncompleteReadError)
+    ):
         return TransientError(
             f"{action}: {type(exc).__name__}: {exc}", cloud=cloud, retry_after=DEFAULT_RETRY_AFTER
         )

@@ -123,12 +123,19 @@ def arm_client_options(settings: AzureSettings, credential: TokenCredential) -> 
     return options
 
 
+#: Blob reads come in requests of at most this size (the SDK's default first request is
+#: 32 MiB, held in memory).
+BLOB_READ_CHUNK = 8 * 1024 * 1024
+
+
 def blob_service(cloud: CloudSpec, credentials: Mapping[str, str]) -> BlobServiceClient | None:
     """The Blob client, or None when the secret has no storage credentials."""
     connection = credentials.get("storageConnectionString")
     if connection:
         try:
-            return BlobServiceClient.from_connection_string(connection, retry_total=0)
+            return BlobServiceClient.from_connection_string(
+                connection, retry_total=0, max_single_get_size=BLOB_READ_CHUNK
+            )
         except ValueError:
             raise PermanentError(
                 "credential 'storageConnectionString' is malformed",
@@ -149,4 +156,6 @@ def blob_service(cloud: CloudSpec, credentials: Mapping[str, str]) -> BlobServic
             reason="InvalidCredentials",
         )
     key = AzureNamedKeyCredential(name.split("/")[0], credentials["storageAccountKey"])
-    return BlobServiceClient(url, credential=key, retry_total=0)
+    return BlobServiceClient(
+        url, credential=key, retry_total=0, max_single_get_size=BLOB_READ_CHUNK
+    )
