@@ -250,3 +250,27 @@ def test_a_move_that_must_happen_waits_for_window_and_budget() -> None:
     sunday = NOW + dt.timedelta(days=1)
     moving = place(desired, clouds, offers, inventory, rebalance=RebalanceContext(sunday))
     assert moving.placements[key].cloud == "c1" and key not in moving.held
+
+
+def test_the_retained_source_of_a_migration_is_not_the_vm() -> None:
+    """After the switch the stopped source (kept for retainSourceFor) holds capacity but
+    is not where the VM runs, whatever the order of the external ids."""
+    from reconciler.model.keys import TAG_MIGRATED_TO, TAG_RETAIN_UNTIL
+
+    key = vm_key(0)
+    clouds = {n: CloudInfo(n, "sim", "r", {}, frozenset(Capability)) for n in ("c0", "c1")}
+    offers = {
+        "c0": [Offer("c0", "c0.std", 2, 4.0, 0.2)],
+        "c1": [Offer("c1", "c1.std", 2, 4.0, 0.1)],
+    }
+    source = observed(key, offers["c0"][0], NOW - dt.timedelta(days=3))
+    source = replace(
+        source,
+        external_id="i-000",
+        power_state=PowerState.STOPPED,
+        tags={**source.tags, TAG_RETAIN_UNTIL: "2026-12-06T00:00:00Z", TAG_MIGRATED_TO: "c1/i-zzz"},
+    )
+    target = replace(observed(key, offers["c1"][0], NOW), external_id="i-zzz")
+    desired = DesiredState(vms={key: VMSpec(key, Resources(2, 4.0))})
+    result = place(desired, clouds, offers, inventory_of([source, target], clouds))
+    assert result.placements[key].cloud == "c1" and result.placements[key].sticky

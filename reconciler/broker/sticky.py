@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from reconciler.broker.filters import Need, cloud_verdict, observed_fits, offer_verdict
 from reconciler.broker.state import Pool, World
 from reconciler.model.cloud import Capability, Offer
-from reconciler.model.keys import TAG_OWNER, ResourceKey
+from reconciler.model.keys import (
+    TAG_MIGRATION,
+    TAG_MIGRATION_TARGET,
+    TAG_OWNER,
+    TAG_RETAIN_UNTIL,
+    ResourceKey,
+)
 from reconciler.model.observed import Inventory, ObservedVM
 from reconciler.model.placement import Placement, Unplaced
 from reconciler.model.specs import PolicySpec, PowerState, VMSpec
@@ -63,17 +69,38 @@ def make_need(
     )
 
 
+def _standing(vm: ObservedVM) -> tuple[bool, bool, str]:
+    """Which of a key's VMs *is* the VM (the smallest wins): not the stopped source a
+    finished migration keeps for a while, not the target of a migration in flight
+    (until the switch its source is the VM), then the lowest external id."""
+    retained = bool(vm.tags.get(TAG_RETAIN_UNTIL))
+    target = bool(vm.tags.get(TAG_MIGRATION)) and not vm.tags.get(TAG_MIGRATION_TARGET)
+    return retained, target, vm.external_id
+
+
 def current_vms(inventory: Inventory, owner: str) -> dict[ResourceKey, ObservedVM]:
-    """Observed VM per key (lowest external id wins); other owners' VMs are ignored."""
+    """The observed VM of each key (see ``_standing``); other owners' VMs are ignored."""
     found: dict[ResourceKey, ObservedVM] = {}
     for obs in inventory.all_vms():
         key = obs.key
         if key is None or obs.tags.get(TAG_OWNER, owner) != owner:
             continue
         best = found.get(key)
-        if best is None or obs.external_id < best.external_id:
+        if best is None or _standing(obs) < _standing(best):
             found[key] = obs
     return found
+
+
+def companions(inventory: Inventory, current: dict[ResourceKey, ObservedVM]) -> list[ObservedVM]:
+    """VMs that hold capacity besides the current ones: migration sources kept after the
+    switch and targets of migrations in flight (a stopped VM keeps its allocation)."""
+    out = []
+    for vm in inventory.all_vms():
+        if vm.key is None or current.get(vm.key) is vm:
+            continue
+        if vm.tags.get(TAG_RETAIN_UNTIL) or vm.tags.get(TAG_MIGRATION):
+            out.append(vm)
+    return out
 
 
 def observed_offer(obs: ObservedVM) -> Offer:
@@ -158,6 +185,8 @@ def sticky_pass(world: World, pool: Pool, inventory: Inventory, owner: str) -> S
     desired = world.desired
     with_volumes = {(v.key.namespace, v.attach_to) for v in desired.volumes.values() if v.attach_to}
     observed = current_vms(inventory, owner)
+    for other in companions(inventory, observed):
+        pool.consume(other.cloud, other.vcpus, other.memory_gib)
     state = _Sticky(world, pool)
     deferred: list[tuple[VMSpec, Need, ObservedVM, str]] = []
     for vm in sorted(desired.vms.values(), key=lambda v: v.key):
