@@ -21,6 +21,7 @@ from reconciler.cli.operator_cmd import (
     operator_command,
 )
 from reconciler.cli.options import common_options, report_errors, settings_from, use_colour
+from reconciler.cli.ovf_cmd import import_ovf_command
 from reconciler.cli.render.markdown import render_markdown
 from reconciler.cli.render.text import render_text
 from reconciler.cli.snapshot_cmd import snapshot_command
@@ -133,6 +134,7 @@ cli.add_command(operator_command)
 cli.add_command(catalog_command)
 cli.add_command(migrate_command)
 cli.add_command(snapshot_command)
+cli.add_command(import_ovf_command)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from reconciler.model.specs import (
     DesiredState,
     DriftPolicy,
     FaultInjection,
+    ImageDisk,
     ImageSpec,
     LabelRequirement,
     MigrationStrategy,
@@ -223,6 +224,19 @@ def _storage_common(spec: Raw) -> tuple[DeletionPolicy, bool]:
     return DeletionPolicy(spec.get("deletionPolicy", "Delete")), bool(spec.get("protect", False))
 
 
+def _image_disk(raw: Raw) -> ImageDisk:
+    return ImageDisk(
+        name=raw["name"],
+        format=raw["format"],
+        capacity_gib=float(raw["capacityGiB"]),
+        file=raw.get("file", ""),
+        url=raw.get("url", ""),
+        size_bytes=_opt_int(raw, "sizeBytes"),
+        compression=raw.get("compression", ""),
+        sha256=raw.get("sha256", ""),
+    )
+
+
 def build_desired(index: Index) -> DesiredState:
     """Turn checked objects into the DesiredState, expanding set replicas into ``vms``."""
     clouds: dict[str, CloudSpec] = {}
@@ -279,6 +293,9 @@ def build_desired(index: Index) -> DesiredState:
                 url=spec.get("url", ""),
                 os=spec.get("os", ""),
                 min_disk_gib=int(spec.get("minDiskGiB", 0)),
+                checksum=spec.get("checksum", ""),
+                disks=tuple(_image_disk(d) for d in spec.get("disks") or ()),
+                ovf_system=(spec.get("ovf") or {}).get("virtualSystem", ""),
                 source=source,
             )
     return DesiredState(clouds, policies, vms, sets, volumes, buckets, images)

@@ -282,12 +282,33 @@ class BucketSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageDisk:
+    """One disk of an Image: ``file`` inside the package (or ``url``), its format,
+    exact virtual size in GiB, stored size and SHA-256 ("" and None when unknown)."""
+
+    name: str
+    format: str  # vmdk, qcow2, raw, vhd
+    capacity_gib: float
+    file: str = ""
+    url: str = ""
+    size_bytes: int | None = None
+    compression: str = ""  # "" or gzip
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ImageSpec:
+    """A portable image. ``disks`` has the boot disk first; ``checksum`` is
+    "algorithm:hex" of the file at ``url``; ``ovf_system`` the VirtualSystem id (OVF/OVA)."""
+
     key: ResourceKey
     format: str  # ovf, ova, qcow2, vhd, raw, vmdk
     url: str = ""
     os: str = ""
     min_disk_gib: int = 0
+    checksum: str = ""
+    disks: tuple[ImageDisk, ...] = ()
+    ovf_system: str = ""
     source: Source = field(default_factory=Source)
 
 
