@@ -19,6 +19,8 @@ command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 command -v memcached >/dev/null || need_pkgs+=(memcached)
 # A real hypervisor for the libvirt driver's boot test and the multicloud example.
 command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
+# qemu-img converts Images (qcow2, vmdk, vhd) to raw bytes before they are imported.
+command -v qemu-img >/dev/null || need_pkgs+=(qemu-utils)
 command -v libvirtd >/dev/null || need_pkgs+=(libvirt-daemon libvirt-daemon-driver-qemu)
 command -v npm >/dev/null || need_pkgs+=(npm)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

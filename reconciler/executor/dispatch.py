@@ -45,11 +45,13 @@ class Resolver:
 Call = Callable[[Provider, Action, Resolver], Observed | None]
 
 
-def vm_request(params: Mapping[str, Any]) -> VMRequest:
+def vm_request(params: Mapping[str, Any], image: str | None = None) -> VMRequest:
+    """The create request in a VM's params (``image``: an imported image's id instead of
+    the image named there)."""
     return VMRequest(
         name=params["name"],
         instance_type=params["instanceType"],
-        image=params.get("image", ""),
+        image=image if image is not None else params.get("image", ""),
         power_state=PowerState(params.get("powerState", "Running")),
         tags=dict(params["tags"]),
         disk_gib=int(params.get("diskGiB", 0)),
@@ -57,7 +59,9 @@ def vm_request(params: Mapping[str, Any]) -> VMRequest:
 
 
 def _vm_create(p: Provider, a: Action, r: Resolver) -> Observed | None:
-    return p.create_vm(vm_request(a.params))
+    imported = a.params.get("imageFrom")
+    image = r.get(str(imported), None) if imported else None
+    return p.create_vm(vm_request(a.params, image))
 
 
 def _vm_update(p: Provider, a: Action, r: Resolver) -> Observed | None:

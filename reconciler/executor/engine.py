@@ -241,6 +241,7 @@ def apply(
             rate_limits=rate_limits(dict(desired.clouds)),
             stop=stop if stop is not None else threading.Event(),
             migrations=migrations or FileMigrationStore(settings.state_dir / MIGRATIONS_DIR),
+            work_dir=settings.state_dir / "work",
         )
         result = execute(plan, world.providers, sink, options, on_event)
         if result.ok:

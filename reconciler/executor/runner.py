@@ -8,17 +8,20 @@ plan's dependsOn edges. An action whose dependency failed is skipped, not attemp
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler.executor.bucketsync import BucketRef, sync
 from reconciler.executor.clock import now
 from reconciler.executor.dispatch import Resolver, call_for, vm_request
+from reconciler.executor.images import ensure_image
 from reconciler.executor.journal import JournalSink
 from reconciler.executor.migration import Migration
 from reconciler.executor.migration_store import MemoryMigrationStore, MigrationStore
@@ -68,6 +71,8 @@ class ExecOptions:
     stop: threading.Event = field(default_factory=threading.Event)
     #: Where migrations keep their progress (None: in memory, for this apply only).
     migrations: MigrationStore | None = None
+    #: Scratch space for images being converted and imported.
+    work_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "reconciler")
 
 
 def plan_id(plan: Plan) -> str:
@@ -165,9 +170,23 @@ class _Run:
             )
         return BucketRef(provider, found.external_id)
 
+    def _import_image(self, action: Action) -> Observed | None:
+        """An Image imported on demand; later VM creates find its id under
+        ``<image key>@<cloud>``."""
+        provider = self.providers[action.cloud]
+        work = self.options.work_dir
+        image = self._provider_call(
+            action, action.cloud, lambda: ensure_image(provider, action.params, work)
+        )
+        self.resolver.record(f"{action.key}@{action.cloud}", image.external_id)
+        self.emit(ActionEvent(action, "progress", f"image {image.external_id} ({image.sha256})"))
+        return None
+
     def _dispatch(self, action: Action) -> Observed | None:
         if action.type is ActionType.MIGRATE:
             return self._migrate(action)
+        if action.key.kind == "Image" and action.type is ActionType.CREATE:
+            return self._import_image(action)
         if action.type is ActionType.SYNC:
             return self._sync(action)
         provider = self.providers[action.cloud]

@@ -60,6 +60,11 @@ class Collector:
     hold: frozenset[ResourceKey] = frozenset()
     retire_as: Mapping[ResourceKey, str] = field(default_factory=dict)
     drift: list[DriftEntry] = field(default_factory=list)
+    _ids: set[str] = field(default_factory=set)
+
+    def has(self, ident: str) -> bool:
+        """Whether an action with this id was added already."""
+        return ident in self._ids
 
     def note_drift(
         self,
@@ -96,6 +101,7 @@ class Collector:
     ) -> str:
         """Record an action and return its id (for others to depend on)."""
         ident = action_id(kind, key, cloud, external_id)
+        self._ids.add(ident)
         self.actions.append(
             Action(
                 id=ident,

@@ -13,6 +13,7 @@ from reconciler.model.plan import ActionType
 from reconciler.model.specs import DriftPolicy, MigrationStrategy, PowerState, VMSpec
 from reconciler.planner.collect import Collector, cloud_name, is_protected
 from reconciler.planner.diff import field_changes
+from reconciler.planner.images import import_for
 from reconciler.planner.inputs import PlanInput
 from reconciler.planner.migrate import MigrationPlanner, find_flight, is_retained
 
@@ -101,7 +102,7 @@ def _plan_declared(
     elif extras:
         target = _move(inp, col, mig, spec, placement, extras.pop(0))
     else:
-        target = _create(col, spec, placement, "not running anywhere")
+        target = _create(inp, col, spec, placement, "not running anywhere")
     for dup in extras:
         _delete(
             col,
@@ -113,9 +114,15 @@ def _plan_declared(
     return target
 
 
-def _create(col: Collector, spec: VMSpec, placement: Placement, why: str) -> VMTarget:
+def _create(
+    inp: PlanInput, col: Collector, spec: VMSpec, placement: Placement, why: str
+) -> VMTarget:
     uid = col.uid(spec.key, placement.cloud)
     price = _running_price(spec, placement)
+    params = _create_params(col, spec, placement, uid)
+    image_action = import_for(inp, col, spec, placement.cloud)
+    if image_action is not None:
+        params["imageFrom"] = f"Image/{spec.key.namespace}/{spec.image}@{placement.cloud}"
     ident = col.add(
         ActionType.CREATE,
         spec.key,
@@ -123,7 +130,8 @@ def _create(col: Collector, spec: VMSpec, placement: Placement, why: str) -> VMT
         f"{why}; {placement.reason}",
         instance_type=placement.offer.name,
         price_after=price,
-        params=_create_params(col, spec, placement, uid),
+        depends_on=(image_action,) if image_action else (),
+        params=params,
     )
     col.cost(placement.cloud, 0.0, price)
     return VMTarget(placement.cloud, None, ident)

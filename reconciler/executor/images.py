@@ -1,0 +1,127 @@
+"""Images imported into a cloud on demand.
+
+Before a VM is created from an Image that has a ``url`` on a cloud that can import
+images, the plan has a ``create Image/<ns>/<name>`` action on that cloud: its boot disk
+(a single disk image, or the first disk of an OVF/OVA package) is fetched, converted to
+raw bytes with ``qemu-img`` when it is not raw already, checksummed and imported
+(``Provider.import_image``). It is idempotent: an image already imported there (found by
+its uid) is used as it is.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import subprocess
+import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler.manifest.ovf import file_chunks, read_package
+from reconciler.model.artifacts import ObservedImage
+from reconciler.model.errors import PermanentError, TransientError
+from reconciler.providers.base import ImageRequest, Provider
+
+CHUNK = 8 * 1024 * 1024
+#: qemu-img's names for the formats an Image may declare.
+QEMU_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vhd": "vpc"}
+
+
+def _write(chunks: Iterable[bytes], path: Path) -> None:
+    with path.open("wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+
+
+def _read(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+
+
+def _fetch(url: str, dest: Path) -> Path:
+    """The file at ``url`` (a path, file: or http(s):) as a local path."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme in ("", "file"):
+        path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme else url)
+        if not path.is_file():
+            raise PermanentError(f"image file {url} not found", reason="ImageNotFound")
+        return path
+    if parsed.scheme not in ("http", "https"):
+        raise PermanentError(
+            f"image url {url}: scheme '{parsed.scheme}' is not supported (use a path, file: or "
+            "http(s):)",
+            reason="BadRequest",
+        )
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, dest.open("wb") as out:
+            shutil.copyfileobj(response, out, CHUNK)
+    except OSError as exc:
+        raise TransientError(f"downloading image {url}: {exc}", retry_after=5.0) from exc
+    return dest
+
+
+def _boot_disk(image: Mapping[str, Any], work: Path) -> tuple[Path, str]:
+    """The boot disk as a local file and its format (raw, qcow2, vmdk, vhd)."""
+    fmt, url = image["format"], image["url"]
+    if fmt not in ("ova", "ovf"):
+        return _fetch(url, work / "download"), fmt
+    disks = image.get("disks") or []
+    if not disks or not disks[0].get("file"):
+        raise PermanentError(f"image {image['key']}: its package has no boot disk file")
+    boot = disks[0]
+    package = read_package(str(_fetch(url, work / "package")))
+    chunks: Iterable[bytes] = file_chunks(package, boot["file"])
+    stored = work / "boot.disk"
+    _write(chunks, stored)
+    if boot.get("compression") == "gzip":
+        plain = work / "boot.plain"
+        with gzip.open(stored, "rb") as src, plain.open("wb") as out:
+            shutil.copyfileobj(src, out, CHUNK)
+        stored = plain
+    return stored, str(boot["format"])
+
+
+def raw_disk(image: Mapping[str, Any], work: Path) -> Path:
+    """The Image's boot disk as raw bytes in a file under ``work``."""
+    source, fmt = _boot_disk(image, work)
+    if fmt == "raw":
+        return source
+    qemu = shutil.which("qemu-img")
+    if qemu is None:
+        raise PermanentError(
+            f"image {image['key']} is {fmt}; converting it to raw needs qemu-img "
+            "(apt install qemu-utils)",
+            reason="MissingTool",
+        )
+    target = work / "boot.raw"
+    cmd = [qemu, "convert", "-f", QEMU_FORMATS.get(fmt, fmt), "-O", "raw", str(source), str(target)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise PermanentError(
+            f"image {image['key']}: qemu-img cannot convert its {fmt} disk: "
+            f"{done.stderr.strip()[:300]}",
+            reason="BadImage",
+        )
+    return target
+
+
+def ensure_image(provider: Provider, params: Mapping[str, Any], work_root: Path) -> ObservedImage:
+    """The image of ``params["image"]`` in ``provider``'s cloud, imported if needed."""
+    tags = dict(params["tags"])
+    found = provider.find_image(tags["reconciler.dev/uid"])
+    if found is not None:
+        return found
+    work_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_root, prefix="image-") as tmp:
+        raw = raw_disk(params["image"], Path(tmp))
+        sha, size = hashlib.sha256(), 0
+        for chunk in _read(raw):
+            sha.update(chunk)
+            size += len(chunk)
+        request = ImageRequest(str(params["name"]), size, sha.hexdigest(), tags)
+        return provider.import_image(request, _read(raw))

@@ -1,0 +1,117 @@
+# ruff: noqa: E501  (an OVF descriptor written out as exporters write it)
+"""Images imported on demand (simulator as the target cloud): a raw disk file, a qcow2
+converted with qemu-img, and the boot disk of an OVA made by `reconciler import-ovf`;
+the VM made from the image boots from exactly the image's bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+from clirun import run
+
+from reconciler.model.keys import TAG_KEY
+from reconciler.providers.sim import drop_worlds, get_world
+from reconciler.providers.sim.records import IMAGE, VM
+
+CLOUD = """\
+apiVersion: reconciler.dev/v1alpha1
+kind: Cloud
+metadata: {name: dc}
+spec: {provider: sim, region: r, pricing: {catalog: sim-private-openstack}}
+"""
+VM_DOC = """\
+---
+apiVersion: reconciler.dev/v1alpha1
+kind: VirtualMachine
+metadata: {{name: {name}, namespace: default}}
+spec: {{image: {image}, resources: {{vcpus: 1, memoryGiB: 2, diskGiB: 1}}}}
+"""
+IMAGE_DOC = """\
+---
+apiVersion: reconciler.dev/v1alpha1
+kind: Image
+metadata: {{name: {name}, namespace: default}}
+spec: {{format: {fmt}, url: {url}}}
+"""
+OVF = """<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References><File ovf:href="boot.vmdk" ovf:id="f1" ovf:size="{size}"/></References>
+  <DiskSection><Info>disks</Info>
+    <Disk ovf:capacity="1" ovf:capacityAllocationUnits="byte * 2^30" ovf:diskId="d1" ovf:fileRef="f1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/>
+  </DiskSection>
+  <VirtualSystem ovf:id="app"><Info>a VM</Info><Name>app</Name>
+    <VirtualHardwareSection><Info>hw</Info>
+      <Item><rasd:ElementName>1 CPU</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>1</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ElementName>2 GB</rasd:ElementName><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>2048</rasd:VirtualQuantity></Item>
+      <Item><rasd:ElementName>disk</rasd:ElementName><rasd:HostResource>ovf:/disk/d1</rasd:HostResource><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>17</rasd:ResourceType></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"""
+
+
+def disk_bytes(seed: bytes, size: int = 3 * 1024 * 1024) -> bytes:
+    block = hashlib.sha256(seed).digest() * (64 * 1024 // 32)
+    return (block * (size // len(block) + 1))[:size]
+
+
+def sim_vms(state: Path) -> dict[str, str]:
+    world = get_world(state)
+    with world.reading():
+        found = {r.tags[TAG_KEY]: r.disk for r in world.resources() if r.kind == VM}
+        images = [r for r in world.resources() if r.kind == IMAGE]
+    drop_worlds()
+    found["images"] = str(len(images))
+    return found
+
+
+def test_raw_qcow2_and_ova_images_are_imported_on_demand(tmp_path: Path) -> None:
+    raw = disk_bytes(b"raw image")
+    (tmp_path / "disk.raw").write_bytes(raw)
+    (tmp_path / "base.raw").write_bytes(disk_bytes(b"qcow2 image"))
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(tmp_path / "base.raw"),
+                    str(tmp_path / "disk.qcow2")], check=True)  # fmt: skip
+    (tmp_path / "ova.raw").write_bytes(disk_bytes(b"ova boot disk"))
+    vmdk = tmp_path / "boot.vmdk"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o",
+                    "subformat=streamOptimized", str(tmp_path / "ova.raw"), str(vmdk)], check=True)  # fmt: skip
+    descriptor = OVF.format(size=vmdk.stat().st_size).encode()
+    ova = tmp_path / "app.ova"
+    with tarfile.open(ova, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in (("app.ovf", descriptor), ("boot.vmdk", vmdk.read_bytes())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    manifests, state = tmp_path / "m", tmp_path / "state"
+    manifests.mkdir()
+    imported = run("import-ovf", str(ova), "--name", "appliance", "--out", str(manifests))
+    assert imported.code == 0, imported.err
+    docs = CLOUD
+    docs += IMAGE_DOC.format(name="plain", fmt="raw", url=tmp_path / "disk.raw")
+    docs += IMAGE_DOC.format(name="cow", fmt="qcow2", url=tmp_path / "disk.qcow2")
+    for name, image in (("a", "plain"), ("b", "plain"), ("c", "cow")):
+        docs += VM_DOC.format(name=name, image=image)
+    (manifests / "world.yaml").write_text(docs)
+    plan = json.loads(run("plan", str(manifests), "-o", "json", state=state).out)
+    images = [a for a in plan["actions"] if a["kind"] == "Image"]
+    assert sorted(a["key"] for a in images) == [
+        "Image/default/appliance", "Image/default/cow", "Image/default/plain"
+    ]  # fmt: skip
+    vm_a = next(a for a in plan["actions"] if a["key"] == "VirtualMachine/default/a")
+    assert vm_a["dependsOn"] == ["create:Image/default/plain@dc"]
+    applied = run("apply", str(manifests), "--auto-approve", state=state)
+    assert applied.code == 0, applied.out + applied.err
+    disks = sim_vms(state)
+    assert disks["VirtualMachine/default/a"] == hashlib.sha256(raw).hexdigest()
+    assert disks["VirtualMachine/default/b"] == disks["VirtualMachine/default/a"]
+    cow = hashlib.sha256((tmp_path / "base.raw").read_bytes()).hexdigest()
+    assert disks["VirtualMachine/default/c"] == cow  # qcow2 converted back to the raw bytes
+    ova_boot = hashlib.sha256((tmp_path / "ova.raw").read_bytes()).hexdigest()
+    assert disks["VirtualMachine/default/appliance"] == ova_boot
+    assert disks["images"] == "3"  # one per Image, though two VMs share one
+    assert run("plan", str(manifests), "--detailed-exitcode", state=state).code == 0
