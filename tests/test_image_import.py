@@ -36,7 +36,7 @@ IMAGE_DOC = """\
 apiVersion: reconciler.dev/v1alpha1
 kind: Image
 metadata: {{name: {name}, namespace: default}}
-spec: {{format: {fmt}, url: {url}}}
+spec: {{format: {fmt}, url: {url}, import: OnDemand}}
 """
 OVF = """<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">

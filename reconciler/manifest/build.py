@@ -296,6 +296,10 @@ def build_desired(index: Index) -> DesiredState:
                 checksum=spec.get("checksum", ""),
                 disks=tuple(_image_disk(d) for d in spec.get("disks") or ()),
                 ovf_system=(spec.get("ovf") or {}).get("virtualSystem", ""),
+                import_on_demand=spec.get(
+                    "import", "OnDemand" if spec["format"] in ("ova", "ovf") else "Never"
+                )
+                == "OnDemand",
                 source=source,
             )
     return DesiredState(clouds, policies, vms, sets, volumes, buckets, images)

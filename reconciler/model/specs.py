@@ -309,6 +309,8 @@ class ImageSpec:
     checksum: str = ""
     disks: tuple[ImageDisk, ...] = ()
     ovf_system: str = ""
+    #: Imported into a cloud before the first VM there (spec.import, see images.yaml).
+    import_on_demand: bool = False
     source: Source = field(default_factory=Source)
 
 

@@ -39,7 +39,7 @@ def import_for(inp: PlanInput, col: Collector, spec: VMSpec, cloud: str) -> str 
     key = ResourceKey("Image", spec.key.namespace, spec.image)
     image = inp.desired.images.get(key)
     info = inp.clouds.get(cloud)
-    if image is None or not image.url or info is None:
+    if image is None or not image.url or not image.import_on_demand or info is None:
         return None
     if Capability.IMAGE_IMPORT not in info.capabilities:
         return None
