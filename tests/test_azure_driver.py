@@ -203,3 +203,84 @@ def test_account_versioning_setting_is_reported(fake: FakeArm) -> None:
         for k in b.tags
         if b.external_id == bucket.external_id
     }
+
+
+def _disk(provider: AzureProvider, size: int = 4) -> str:
+    uid = uuid.uuid4().hex[:8]
+    request = VolumeRequest(f"data-{uid}", size, "standard", _tags(uid, "Volume"))
+    return provider.create_volume(request).external_id
+
+
+def test_snapshot_is_a_tagged_copy_of_the_disk(fake: FakeArm) -> None:
+    provider = make_provider(fake, None)
+    assert Capability.VOLUME_SNAPSHOTS in provider.describe().capabilities
+    disk_id, other = _disk(provider, 4), _disk(provider, 2)
+    uid = uuid.uuid4().hex[:8]
+    snap_id = provider.snapshot_volume(disk_id, _tags(uid, "Volume"))
+    raw = fake.state.get("Compute/snapshots", snap_id.rsplit("/", 1)[1])
+    disk = fake.state.get("Compute/disks", disk_id.rsplit("/", 1)[1])
+    assert raw["properties"]["creationData"] == {
+        "createOption": "Copy",
+        "sourceResourceId": disk_id,
+        "sourceUniqueId": disk["properties"]["uniqueId"],
+    }
+    assert raw["properties"]["diskSizeGB"] == 4 and raw["properties"]["incremental"] is False
+    assert raw["tags"]["reconciler.dev_2fuid"] == uid and raw["tags"]["reconciler.dev_2fowner"]
+    other_snap = provider.snapshot_volume(other, _tags(uuid.uuid4().hex[:8], "Volume"))
+    assert provider.list_snapshots(disk_id) == [snap_id]
+    assert provider.list_snapshots(other) == [other_snap]
+    provider.delete_volume(disk_id)  # a full snapshot outlives its disk, as on Azure
+    assert provider.list_snapshots(disk_id) == [snap_id]
+    provider.delete_snapshot(snap_id)
+    provider.delete_snapshot(snap_id)
+    assert provider.list_snapshots(disk_id) == []
+
+
+def test_snapshot_retry_after_a_lost_put_finds_the_first(fake: FakeArm) -> None:
+    provider = make_provider(fake, None)
+    disk_id = _disk(provider)
+    tags = _tags(uuid.uuid4().hex[:8], "Volume")
+    with fake.dropping(), pytest.raises(TransientError):
+        provider.snapshot_volume(disk_id, tags)
+    snap_id = provider.snapshot_volume(disk_id, tags)
+    assert provider.list_snapshots(disk_id) == [snap_id]
+    attached = provider.update_volume(disk_id, None, _vm(provider), False)
+    assert attached.attached_to is not None  # Azure snapshots an attached disk too
+    second = provider.snapshot_volume(disk_id, _tags(uuid.uuid4().hex[:8], "Volume"))
+    assert sorted(provider.list_snapshots(disk_id)) == sorted([snap_id, second])
+
+
+def test_snapshot_of_an_absent_or_foreign_disk_is_refused(fake: FakeArm) -> None:
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+    from azure.mgmt.compute.models import Snapshot
+
+    provider = make_provider(fake, None)
+    missing = fake.state.arm_id("Compute/disks", "nope")
+    with pytest.raises(PermanentError) as err:
+        provider.snapshot_volume(missing, _tags("s1", "Volume"))
+    assert err.value.reason == "NotFound"
+    # The fake refuses what ARM refuses: a copy of a disk that does not exist.
+    copy = {"createOption": "Copy", "sourceResourceId": missing}
+    body = {"location": "westeurope", "properties": {"creationData": copy}}
+    with pytest.raises(ResourceNotFoundError):
+        provider.arm.compute.snapshots.begin_create_or_update(GROUP, "x", Snapshot(body)).result()
+    # Someone else's snapshot is neither listed nor deleted.
+    disk_id = _disk(provider)
+    copy["sourceResourceId"] = disk_id
+    body["tags"] = {"reconciler.dev_2fowner": "someone-else"}
+    theirs = provider.arm.compute.snapshots.begin_create_or_update(
+        GROUP, "theirs", Snapshot(body)
+    ).result()
+    assert provider.list_snapshots(disk_id) == []
+    provider.delete_snapshot(str(theirs.id))
+    assert fake.state.get("Compute/snapshots", "theirs")["tags"] == body["tags"]
+    snapshots = provider.arm.compute.snapshots
+    copy["sourceResourceId"] = _disk(provider)  # a snapshot cannot be re-pointed
+    with pytest.raises(HttpResponseError, match="PropertyChangeNotAllowed"):
+        snapshots.begin_create_or_update(GROUP, "theirs", Snapshot(body)).result()
+    bad_sku = {**body, "sku": {"name": "StandardSSD_LRS"}}
+    with pytest.raises(HttpResponseError, match=r"sku\.name"):
+        snapshots.begin_create_or_update(GROUP, "y", Snapshot(bad_sku)).result()
+    with pytest.raises(PermanentError) as err:
+        provider.snapshot_volume(disk_id, {})
+    assert err.value.reason == "BadRequest"  # no uid: refused before any call

@@ -7,22 +7,32 @@ REAL all-in-one (tests/servers/swift.py). See docs/providers/openstack.md.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from urllib.error import HTTPError
 
 import pytest
-from conformance.targets.openstack import IMAGE, make_cloud, make_provider, reset_backend
+from conformance.targets.openstack import (
+    IMAGE,
+    make_cloud,
+    make_provider,
+    reset_backend,
+    sdk_connection,
+)
+from openstack import exceptions as sdk_exceptions
 from servers.fake_openstack import FakeOpenStack
 from servers.swift import swift_server
 
-from reconciler.model.errors import CapacityError, PermanentError
+from reconciler.model.errors import CapacityError, PermanentError, TransientError
 from reconciler.model.keys import ResourceKey, ownership_tags
 from reconciler.model.specs import OfferSpec, PowerState, Pricing
 from reconciler.providers.base import (
     BucketRequest,
+    ImageRequest,
     ProviderContext,
     VMRequest,
     VMUpdate,
@@ -253,3 +263,198 @@ def test_swift_head_of_absent_container_is_none(fake: FakeOpenStack) -> None:
     provider = make_provider(fake)
     provider.delete_bucket("absent")
     provider.forget("absent")
+
+
+# -- Cinder snapshots ------------------------------------------------------------------------
+def test_snapshot_metadata_force_lost_response_and_dependent_volume(fake: FakeOpenStack) -> None:
+    provider = make_provider(fake)
+    vm = provider.create_vm(vm_request("db2"))
+    vol = provider.create_volume(VolumeRequest("data2", 2, "ssd", tags("Volume", "data2")))
+    provider.update_volume(vol.external_id, None, vm.external_id, False)
+    snap_tags = tags("Volume", "snap1")
+    fake.lose_next_post()  # the snapshot is made, its response lost
+    with pytest.raises(TransientError):
+        provider.snapshot_volume(vol.external_id, snap_tags)
+    snap_id = provider.snapshot_volume(vol.external_id, snap_tags)  # in-use: sent with force
+    assert list(fake.state.snapshots) == [snap_id]
+    stored = fake.state.snapshots[snap_id]
+    assert stored["metadata"]["reconciler.dev:uid"] == "uid-Volume-snap1"
+    assert (stored["status"], stored["size"], stored["volume_id"]) == (
+        "available",
+        2,
+        vol.external_id,
+    )
+    assert provider.list_snapshots(vol.external_id) == [snap_id]
+    provider.update_volume(vol.external_id, None, None, True)
+    with pytest.raises(PermanentError) as err:  # Cinder: a volume with snapshots stays
+        provider.delete_volume(vol.external_id)
+    assert err.value.reason == "BadRequest"
+    provider.delete_snapshot(snap_id)
+    assert fake.state.snapshots == {} and provider.list_snapshots(vol.external_id) == []
+    provider.delete_volume(vol.external_id)
+    with pytest.raises(PermanentError) as err:
+        provider.snapshot_volume(vol.external_id, tags("Volume", "snap2"))
+    assert err.value.reason == "NotFound"
+
+
+def test_the_fake_checks_snapshots_as_cinder_does(fake: FakeOpenStack) -> None:
+    conn = sdk_connection(fake)
+    with pytest.raises(sdk_exceptions.NotFoundException, match="could not be found"):
+        conn.block_storage.create_snapshot(volume_id="no-such-volume", name="s")
+    provider = make_provider(fake)
+    vm = provider.create_vm(vm_request("db3"))
+    vol = provider.create_volume(VolumeRequest("data3", 1, "ssd", tags("Volume", "data3")))
+    provider.update_volume(vol.external_id, None, vm.external_id, False)
+    with pytest.raises(sdk_exceptions.BadRequestException, match="status must be available"):
+        conn.block_storage.create_snapshot(volume_id=vol.external_id, name="no-force")
+    theirs = conn.block_storage.create_snapshot(
+        volume_id=vol.external_id, name="theirs", force=True, metadata={"team": "b"}
+    )
+    assert theirs.status == "creating"
+    assert provider.list_snapshots(vol.external_id) == []  # not ours: invisible
+    with pytest.raises(PermanentError) as err:
+        provider.delete_snapshot(theirs.id)
+    assert err.value.reason == "NotManaged" and theirs.id in fake.state.snapshots
+    response = conn.block_storage.get("/snapshots/detail?bogus=1", microversion="3.65")
+    assert response.status_code == 400 and "Invalid filters" in response.text
+
+
+# -- Glance image import ---------------------------------------------------------------------
+def image_bytes(seed: bytes, size: int) -> list[bytes]:
+    """``size`` deterministic bytes in 1 MiB chunks."""
+    block = hashlib.sha256(seed).digest() * (2**20 // 32)
+    return [block[: min(2**20, size - start)] for start in range(0, size, 2**20)]
+
+
+def uploads(fake: FakeOpenStack) -> list[tuple[str, str, int]]:
+    """The fake's upload records, once the last upload's handler has finished (it sees a
+    cut-off body only when the client's connection closes, a moment after the error)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with fake.state.lock:
+            saving = any(i["status"] == "saving" for i in fake.state.images)
+        if not saving and fake.state.uploads:
+            break
+        time.sleep(0.01)
+    return list(fake.state.uploads)
+
+
+def image_request(name: str, chunks: list[bytes]) -> ImageRequest:
+    data = b"".join(chunks)
+    return ImageRequest(name, len(data), hashlib.sha256(data).hexdigest(), tags("Image", name))
+
+
+def test_image_import_streams_and_glance_verifies(fake: FakeOpenStack) -> None:
+    provider = make_provider(fake)
+    chunks = image_bytes(b"disk", 3 * 2**20 + 5)
+    request = image_request("img1", chunks)
+    image = provider.import_image(request, iter(chunks))  # a one-shot iterator
+    assert (image.size_bytes, image.sha256, image.tags) == (
+        request.size_bytes,
+        request.sha256,
+        request.tags,
+    )
+    stored = next(i for i in fake.state.images if i["id"] == image.external_id)
+    data = b"".join(chunks)
+    assert stored["status"] == "active" and stored["visibility"] == "private"
+    assert (stored["disk_format"], stored["container_format"]) == ("raw", "bare")
+    assert stored["checksum"] == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert stored["os_hash_value"] == hashlib.sha512(data).hexdigest()
+    assert stored["reconciler.dev:uid"] == "uid-Image-img1"
+    assert stored["owner_specified.openstack.sha256"] == request.sha256
+    assert fake.state.uploads == [(image.external_id, "chunked", 204)]
+    # servers and volumes from the imported image
+    vm = provider.create_vm(
+        VMRequest("fromimg", "m1.tiny", image.external_id, PowerState.RUNNING, tags("VM", "fi"))
+    )
+    assert vm.image == image.external_id
+    vol = provider.create_volume(
+        VolumeRequest("fromimg", 1, "ssd", tags("Volume", "fi"), image.external_id)
+    )
+    raw = fake.state.volumes[vol.external_id]
+    assert raw["bootable"] == "true"
+    assert raw["volume_image_metadata"]["image_id"] == image.external_id
+    provider.delete_image(image.external_id)
+    assert provider.find_image("uid-Image-img1") is None
+    provider.delete_image(image.external_id)
+
+
+@pytest.mark.parametrize("how", ["other bytes", "too many", "too few"])
+def test_import_mismatch_aborts_the_upload_and_leaves_nothing(
+    fake: FakeOpenStack, how: str
+) -> None:
+    provider = make_provider(fake)
+    chunks = image_bytes(b"right", 2 * 2**20)
+    request = image_request("img2", chunks)
+    sent = {
+        "other bytes": image_bytes(b"wrong", 2 * 2**20),
+        "too many": [*chunks, b"x"],
+        "too few": chunks[:1],
+    }[how]
+    with pytest.raises(PermanentError) as err:
+        provider.import_image(request, sent)
+    assert err.value.reason == "ChecksumMismatch"
+    assert [i["id"] for i in fake.state.images] == [i["id"] for i in fake.seed_images]
+    # the upload was cut off before its end: Glance never activated the image
+    assert [(mode, status) for _, mode, status in uploads(fake)] == [("chunked", -1)]
+    assert provider.find_image("uid-Image-img2") is None
+
+
+def test_interrupted_import_is_started_again(fake: FakeOpenStack) -> None:
+    provider = make_provider(fake)
+    chunks = image_bytes(b"again", 2 * 2**20)
+    request = image_request("img3", chunks)
+
+    def broken() -> Iterator[bytes]:
+        yield chunks[0]
+        raise ConnectionResetError("the source went away")
+
+    with pytest.raises(TransientError):
+        provider.import_image(request, broken())
+    assert [status for _, _, status in uploads(fake)] == [-1]
+    leftover = [i for i in fake.state.images if i.get("reconciler.dev:uid") == "uid-Image-img3"]
+    assert [i["status"] for i in leftover] == ["queued"]  # Glance: back to queued
+    assert provider.find_image("uid-Image-img3") is None  # not an image yet
+    image = provider.import_image(request, chunks)
+    assert image.external_id != leftover[0]["id"]
+    assert [i["id"] for i in fake.state.images if "reconciler.dev:uid" in i] == [image.external_id]
+    found = provider.find_image("uid-Image-img3")
+    assert found is not None and found.external_id == image.external_id
+
+
+def test_the_fake_checks_images_as_glance_nova_and_cinder_do(fake: FakeOpenStack) -> None:
+    conn = sdk_connection(fake)
+    queued = conn.image.create_image(
+        "empty", disk_format="raw", container_format="bare", allow_duplicates=True
+    )
+    assert queued.status == "queued" and queued.size is None
+    provider = make_provider(fake)
+    with pytest.raises(PermanentError, match="not active"):
+        provider.create_vm(
+            VMRequest("q", "m1.tiny", queued.id, PowerState.RUNNING, tags("VM", "q"))
+        )
+    with pytest.raises(PermanentError, match="not active"):
+        provider.create_volume(VolumeRequest("q", 1, "ssd", tags("Volume", "q"), queued.id))
+    with pytest.raises(sdk_exceptions.HttpException) as err:
+        conn.image.create_image(
+            "ro",
+            disk_format="raw",
+            container_format="bare",
+            allow_duplicates=True,
+            meta={"status": "active"},
+        )
+    assert err.value.status_code == 403
+    with pytest.raises(sdk_exceptions.BadRequestException, match="disk format"):
+        conn.image.create_image(
+            "fl", disk_format="floppy", container_format="bare", allow_duplicates=True
+        )
+    chunks = image_bytes(b"big", 2 * 2**20)
+    big = provider.import_image(image_request("img4", chunks), chunks)
+    with fake.state.lock:  # as if the image held 3 GiB: Cinder refuses a 1 GiB volume
+        next(i for i in fake.state.images if i["id"] == big.external_id)["size"] = 3 * 2**30
+    too_big = VolumeRequest("b", 1, "ssd", tags("Volume", "b"), big.external_id)
+    with pytest.raises(PermanentError, match="larger than volume size"):
+        provider.create_volume(too_big)
+    image = conn.image.get_image(big.external_id)
+    response = image.upload(conn.image, data=b"again")
+    assert response.status_code == 409  # only a queued image takes data

@@ -9,7 +9,9 @@ operation has finished by the time it is first polled. It also serves the OAuth2
 client-credentials token endpoint (``/{tenant}/oauth2/v2.0/token``) and rejects ARM calls
 without a token it issued. Faults: ``fail_next(kind)`` answers the next ARM call with the
 recorded error of that kind; ``drop_next_put()`` processes the next Compute PUT and closes
-the connection without answering (a lost response).
+the connection without answering (a lost response). Resources: VMs (+ power actions and
+instance view), managed disks, disk snapshots (PUT as a long-running operation, GET, list
+by resource group, DELETE), NICs.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
             _SUB + r"/providers/Microsoft\.Compute/locations/[^/]+/operations/(?P<op>[^/]+)",
             "operation",
         ),
-        ("GET", _RG + r"/Microsoft\.Compute/(?P<kind>virtualMachines|disks)", "list"),
+        ("GET", _RG + r"/Microsoft\.Compute/(?P<kind>virtualMachines|disks|snapshots)", "list"),
         ("GET", _RG + r"/Microsoft\.Compute/virtualMachines/(?P<name>[^/]+)/instanceView", "iview"),
         (
             "POST",
@@ -51,13 +53,13 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         (
             "GET",
             _RG + r"/Microsoft\.(?P<kind>Compute/virtualMachines|Compute/disks|"
-            r"Network/networkInterfaces)/(?P<name>[^/]+)",
+            r"Compute/snapshots|Network/networkInterfaces)/(?P<name>[^/]+)",
             "get",
         ),
         (
             "PUT",
             _RG + r"/Microsoft\.(?P<kind>Compute/virtualMachines|Compute/disks|"
-            r"Network/networkInterfaces)/(?P<name>[^/]+)",
+            r"Compute/snapshots|Network/networkInterfaces)/(?P<name>[^/]+)",
             "put",
         ),
         (
@@ -69,7 +71,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         (
             "DELETE",
             _RG + r"/Microsoft\.(?P<kind>Compute/virtualMachines|Compute/disks|"
-            r"Network/networkInterfaces)/(?P<name>[^/]+)",
+            r"Compute/snapshots|Network/networkInterfaces)/(?P<name>[^/]+)",
             "delete",
         ),
     ]
@@ -202,8 +204,9 @@ class FakeArm:
                 created, resource = state.put(args["kind"], args["name"], payload)
                 if self._should_drop(args["kind"]):
                     raise _Drop
-                # ARM: a VM or NIC PUT answers 201/200, a disk PUT or PATCH 202 Accepted.
-                if args["kind"] == "Compute/disks":
+                # ARM: a VM or NIC PUT answers 201/200; a disk or snapshot PUT, or a
+                # disk PATCH, 202 Accepted.
+                if args["kind"] in ("Compute/disks", "Compute/snapshots"):
                     return self._async(202, resource)
                 return self._async(201 if created else 200, resource)
             if name == "patch":

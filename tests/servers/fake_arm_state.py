@@ -1,8 +1,10 @@
-"""The resources behind the fake ARM (tests/servers/fake_arm.py): VMs, managed disks, NICs.
+"""The resources behind the fake ARM (tests/servers/fake_arm.py): VMs, managed disks,
+disk snapshots, NICs.
 
 Validation follows the ARM REST reference closely enough that a malformed request from
 the driver fails here the way it would on Azure (400 InvalidParameter, 404 NotFound,
-409 OperationNotAllowed for deleting an attached disk...). Names are case-insensitive.
+409 OperationNotAllowed for deleting an attached disk, 409 PropertyChangeNotAllowed for
+re-pointing a snapshot at another source...). Names are case-insensitive.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 VM, DISK, NIC = "Compute/virtualMachines", "Compute/disks", "Network/networkInterfaces"
+SNAPSHOT = "Compute/snapshots"
 _DISK_SKUS = {"Standard_LRS", "StandardSSD_LRS", "Premium_LRS", "PremiumV2_LRS", "UltraSSD_LRS"}
+_SNAPSHOT_SKUS = {"Standard_LRS", "Premium_LRS", "Standard_ZRS"}
+_LISTED = {"virtualmachines": VM, "disks": DISK, "snapshots": SNAPSHOT}
 _POWER = {
     "deallocate": "deallocated",
     "start": "running",
@@ -54,7 +59,12 @@ class ArmState:
         )
         self._templates = {
             kind: json.loads((data / f"{file}.json").read_text())
-            for kind, file in ((VM, "virtual_machine"), (DISK, "disk"), (NIC, "network_interface"))
+            for kind, file in (
+                (VM, "virtual_machine"),
+                (DISK, "disk"),
+                (NIC, "network_interface"),
+                (SNAPSHOT, "snapshot"),
+            )
         }
         self._iview = json.loads((data / "instance_view.json").read_text())
         self._sizes = json.loads((data / f"vm_sizes_{location}.json").read_text())
@@ -140,7 +150,7 @@ class ArmState:
             return self._view(kind, item, expand)
 
     def list(self, kind: str, expand: str) -> list[dict[str, Any]]:
-        full = VM if kind.lower() == "virtualmachines" else DISK
+        full = _LISTED[kind.lower()]
         with self._lock:
             return [
                 self._view(full, i, expand)
@@ -165,6 +175,8 @@ class ArmState:
                 self._put_vm(item, props, creating=old is None)
             elif kind == DISK:
                 self._put_disk(item, body, props, creating=old is None)
+            elif kind == SNAPSHOT:
+                self._put_snapshot(item, body, props, creating=old is None)
             else:
                 configs = _need(props.get("ipConfigurations"), "ipConfigurations")
                 for config in configs:
@@ -276,6 +288,49 @@ class ArmState:
                 uniqueId=str(uuid.uuid4()),
                 timeCreated=_now(),
             )
+
+    def _put_snapshot(
+        self, item: dict[str, Any], body: dict[str, Any], props: dict[str, Any], creating: bool
+    ) -> None:
+        """A full or incremental copy of a managed disk (createOption Copy, the only
+        option modelled); its size and sourceUniqueId come from the source disk."""
+        sku = (body.get("sku") or {}).get("name", item["sku"]["name"])
+        if sku not in _SNAPSHOT_SKUS:
+            raise ArmError(400, "InvalidParameter", f"The value '{sku}' of sku.name is invalid.")
+        item["sku"] = {"name": sku, "tier": "Premium" if "Premium" in sku else "Standard"}
+        wanted = props.get("creationData") or {}
+        mine = item["properties"]
+        if not creating:
+            source = wanted.get("sourceResourceId")
+            if source and source.lower() != mine["creationData"]["sourceResourceId"].lower():
+                raise ArmError(
+                    409,
+                    "PropertyChangeNotAllowed",
+                    "Changing property 'creationData.sourceResourceId' is not allowed.",
+                )
+            return
+        option = _need(wanted.get("createOption"), "createOption")
+        if option != "Copy":
+            raise ArmError(
+                400, "InvalidParameter", f"createOption '{option}' is not supported here."
+            )
+        source_id = _need(wanted.get("sourceResourceId"), "creationData.sourceResourceId")
+        disk = self._by_id(DISK, source_id)
+        if disk is None:
+            raise ArmError(404, "NotFound", f"Resource {source_id} not found.")
+        size = disk["properties"]["diskSizeGB"]
+        mine.update(
+            creationData={
+                "createOption": "Copy",
+                "sourceResourceId": disk["id"],
+                "sourceUniqueId": disk["properties"]["uniqueId"],
+            },
+            diskSizeGB=size,
+            diskSizeBytes=size << 30,
+            incremental=bool(props.get("incremental", False)),
+            uniqueId=str(uuid.uuid4()),
+            timeCreated=_now(),
+        )
 
     @staticmethod
     def _resize_disk(item: dict[str, Any], size: Any, creating: bool) -> None:

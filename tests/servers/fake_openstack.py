@@ -5,14 +5,19 @@ compute, volume and image code is tested at the HTTP boundary: openstacksdk talk
 HTTP to this server, which serves the API paths openstacksdk calls with JSON shapes
 recorded from the OpenStack API reference (tests/data/openstack/*.json), filled in with
 its state. It is a fake of the API SHAPE, not a Nova: no scheduler, no hypervisor.
-This module is the server, its state, Keystone and the routing; the Nova, Cinder, Glance
-and Neutron handlers are in fake_openstack_services.py.
+This module is the server, its state, Keystone and the routing; the Nova, Cinder volume
+and Neutron handlers are in fake_openstack_services.py, Cinder snapshots and Glance (image
+create, data upload, delete) in fake_openstack_storage.py.
 
 What it models, honestly: Keystone v3 password / application-credential tokens with a
 service catalog; microversion headers (Nova 2.1-2.96, Cinder 3.0-3.70); Nova's metadata
 key rule (``^[a-zA-Z0-9-_:. ]{1,255}$``, so no "/"); asynchronous state (a server is BUILD
 or RESIZE for ``settle_seconds`` after the request, by the clock, so reads never mutate);
-409 for actions in the wrong vm_state; resize -> VERIFY_RESIZE -> confirmResize.
+409 for actions in the wrong vm_state; resize -> VERIFY_RESIZE -> confirmResize; Cinder
+snapshots (404 for an absent volume, status rules, a volume with snapshots cannot be
+deleted); Glance images ``queued`` until their data is uploaded (chunked or sized
+bodies, hashed as they arrive; a body cut off leaves the image ``queued``); servers and
+volumes only from an ``active`` image that fits (Nova's flavor disk, Cinder's size).
 
 Object storage is NOT faked: the catalog's object-store endpoint is a REAL Swift
 all-in-one (tests/servers/swift.py) and the token this Keystone issues IS a Swift
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import socket
 import threading
 import time
@@ -48,11 +54,18 @@ from servers.fake_openstack_services import (
     compute,
     error,
     fill,
-    image,
     load,
     network,
     now,
     volume,
+)
+from servers.fake_openstack_storage import (
+    Upload,
+    finish_upload,
+    image,
+    live_snapshots,
+    read_chunked,
+    read_sized,
 )
 from servers.process import once_per_session
 
@@ -76,6 +89,10 @@ class FakeState:
         self.images: list[dict[str, Any]] = []
         self.servers: dict[str, Server] = {}
         self.volumes: dict[str, dict[str, Any]] = {}
+        self.snapshots: dict[str, dict[str, Any]] = {}
+        #: Every image upload: (image id, "chunked" or "sized", status answered or -1
+        #: when the body was cut off), for tests of how data arrived.
+        self.uploads: list[tuple[str, str, int]] = []
         self.faults: list[str] = []
         self.lose_post = False
         self.fail_build = False
@@ -109,7 +126,8 @@ class FakeOpenStack:
         self.swift_url = swift_url
         self.swift_token = swift_token
         self.state = FakeState(settle_seconds)
-        self.state.images = fill(load("glance_images")["images"], project_id=self.project_id)
+        self.seed_images = fill(load("glance_images")["images"], project_id=self.project_id)
+        self.state.images = copy.deepcopy(self.seed_images)
         self.token = ""
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
@@ -138,6 +156,9 @@ class FakeOpenStack:
         with self.state.lock:
             self.state.servers.clear()
             self.state.volumes.clear()
+            self.state.snapshots.clear()
+            self.state.uploads.clear()
+            self.state.images = copy.deepcopy(self.seed_images)
             self.state.faults.clear()
             self.state.lose_post = self.state.fail_build = False
             self.state.requests.clear()
@@ -160,13 +181,16 @@ class FakeOpenStack:
             self.state.fail_build = True
 
     def snapshot(self) -> object:
-        """A deep copy of every server and volume (for "reads never mutate")."""
+        """A deep copy of every server, volume, volume snapshot and image (for "reads
+        never mutate"; transitions due by the clock are applied first)."""
         with self.state.lock:
             servers = {
                 sid: (copy.deepcopy(s.body), s.flavor["id"], dict(s.attachments))
                 for sid, s in self.state.servers.items()
             }
-            return servers, copy.deepcopy(self.state.volumes)
+            snapshots = sorted(live_snapshots(self), key=lambda s: str(s["id"]))
+            images = copy.deepcopy(self.state.images)
+            return servers, copy.deepcopy(self.state.volumes), snapshots, images
 
     def catalog(self) -> list[dict[str, Any]]:
         template = load("catalog_entry")
@@ -207,17 +231,22 @@ def _handler(fake: FakeOpenStack) -> type[BaseHTTPRequestHandler]:
             return
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw.strip() else None
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            upload = self.command == "PUT" and UPLOAD.fullmatch(parts.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length and not upload else b""
+            body = json.loads(raw) if raw.strip() else None
             try:
                 status, payload, headers = route(
                     fake, self.command, parts.path, query, body, dict(self.headers.items())
                 )
+                if status == 100 and upload:  # Glance accepted the upload: read the data
+                    status, payload, headers = self._upload(upload.group(1), length)
             except HttpError as exc:
                 status, payload, headers = exc.status, exc.body, exc.headers
+                if upload and self._read_data(length) is None:  # refused: drain the data
+                    status = -1
             if status == -1:  # lose the response: the request took effect, no answer
                 self.close_connection = True
                 self.connection.shutdown(2)
@@ -232,9 +261,31 @@ def _handler(fake: FakeOpenStack) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _read_data(self, length: int) -> Upload | None:
+            """Image data (chunked or sized) as it arrives; None if it was cut off."""
+            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            read, readline = self.rfile.read, lambda: self.rfile.readline(1024)
+            try:
+                return read_chunked(read, readline) if chunked else read_sized(read, length)
+            except (OSError, ValueError):
+                return None
+
+        def _upload(self, image_id: str, length: int) -> Response:
+            """Read the data outside the lock, then store it."""
+            got = self._read_data(length)
+            mode = "chunked" if "chunked" in str(self.headers.get("Transfer-Encoding")) else "sized"
+            with fake.state.lock:
+                result = finish_upload(fake, image_id, got)
+                fake.state.uploads.append((image_id, mode, result[0]))
+                return result
+
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve
 
     return Handler
+
+
+#: The Glance path whose body is image data, not JSON.
+UPLOAD = re.compile(r"/image/v2/images/([^/]+)/file")
 
 
 def expires() -> str:
@@ -284,7 +335,7 @@ def route(
         elif path.startswith("/volume"):
             result = volume(fake, method, path.removeprefix("/volume"), query, body, headers)
         elif path.startswith("/image"):
-            result = image(fake, method, path.removeprefix("/image"), query)
+            result = image(fake, method, path.removeprefix("/image"), query, body, headers)
         elif path.startswith("/network"):
             result = network(fake, method, path.removeprefix("/network"), query)
         else:

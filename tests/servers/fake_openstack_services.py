@@ -1,6 +1,7 @@
-"""Nova, Cinder, Glance and Neutron request handlers of the fake OpenStack (see
+"""Nova, Cinder volume and Neutron request handlers of the fake OpenStack (see
 tests/servers/fake_openstack.py for what is modelled), and the recorded-shape helpers
-(tests/data/openstack/*.json) both modules use.
+(tests/data/openstack/*.json) the fake's modules use. Glance and Cinder snapshots are in
+fake_openstack_storage.py.
 """
 
 from __future__ import annotations
@@ -244,8 +245,19 @@ def create_server(fake: FakeOpenStack, spec: dict[str, Any], mv: str) -> tuple[i
     if flavor is None:
         raise fault(400, "badRequest", f"Flavor {spec.get('flavorRef')} could not be found.")
     image_id = str(spec.get("imageRef", ""))
-    if not any(i["id"] == image_id for i in state.images):
+    found = next((i for i in state.images if i["id"] == image_id), None)
+    if found is None:
         raise fault(400, "badRequest", "Can not find requested image")
+    if found["status"] != "active":
+        raise error(400, "nova_400_image_inactive", id=image_id)
+    flavor_bytes = flavor["disk"] << 30
+    if flavor_bytes and max(found["size"] or 0, found["min_disk"] << 30) > flavor_bytes:
+        raise error(
+            400,
+            "nova_400_flavor_disk",
+            flavor_size=str(flavor_bytes),
+            image_size=str(found["size"]),
+        )
     if _parse_mv(mv) >= (2, 37) and "networks" not in spec:
         raise error(400, "nova_400_networks", value=json.dumps(spec))
     metadata = check_metadata(spec.get("metadata", {}))
@@ -428,7 +440,9 @@ VOLUME_TYPES = (
 
 
 def volume_view(fake: FakeOpenStack, vol: dict[str, Any]) -> dict[str, Any]:
-    if vol["status"] in ("creating", "extending") and time.monotonic() >= vol["_ready_at"]:
+    if vol["status"] in ("creating", "downloading", "extending") and (
+        time.monotonic() >= vol["_ready_at"]
+    ):
         vol["status"] = "available"
     return {k: v for k, v in vol.items() if not k.startswith("_")}
 
@@ -472,6 +486,10 @@ def volume(
             if query.get("name") in (None, v["name"])
         ]
         return 200, {"volumes": vols}, reply
+    if parts[:1] == ["snapshots"]:
+        from servers.fake_openstack_storage import snapshots
+
+        return (*snapshots(fake, method, parts[1:], query, body, mv), reply)
     if parts[:1] != ["volumes"] or len(parts) < 2:
         raise fault(404, "itemNotFound", "The resource could not be found.")
     vol = get_volume(fake, parts[1])
@@ -480,7 +498,7 @@ def volume(
         return 200, {"volume": volume_view(fake, vol)}, reply
     if not rest and method == "DELETE":
         status = volume_view(fake, vol)["status"]
-        if status not in ("available", "error"):
+        if status not in ("available", "error") or has_snapshots(fake, vol["id"]):
             raise error(400, "cinder_400_delete_status")
         del state.volumes[vol["id"]]
         return 202, None, reply
@@ -491,10 +509,39 @@ def volume(
     raise fault(404, "itemNotFound", "The resource could not be found.")
 
 
+def has_snapshots(fake: FakeOpenStack, vid: str) -> bool:
+    from servers.fake_openstack_storage import live_snapshots
+
+    return any(s["volume_id"] == vid for s in live_snapshots(fake))
+
+
+def source_image(fake: FakeOpenStack, ref: str, size: int) -> dict[str, Any]:
+    """The Glance image a volume is made from, checked as Cinder's create flow does."""
+    found = next((i for i in fake.state.images if ref in (i["id"], i["name"])), None)
+    if found is None:
+        raise error(400, "cinder_400_image_ref")
+    if found["status"] != "active":
+        raise error(400, "cinder_400_image_inactive", id=found["id"])
+    image_gib = -(-int(found["size"] or 0) // (1 << 30))
+    if max(image_gib, found["min_disk"]) > size:
+        raise error(400, "cinder_400_image_size", image_size=str(image_gib), size=str(size))
+    return {
+        "image_id": found["id"],
+        "image_name": found["name"],
+        "checksum": found["checksum"],
+        "disk_format": found["disk_format"],
+        "container_format": found["container_format"],
+        "size": str(found["size"]),
+        "min_disk": str(found["min_disk"]),
+        "min_ram": str(found["min_ram"]),
+    }
+
+
 def create_volume(fake: FakeOpenStack, spec: dict[str, Any]) -> tuple[int, Any]:
     size = spec.get("size")
     if not isinstance(size, int) or size < 1:
         raise fault(400, "badRequest", "Invalid input for field/attribute size.")
+    image_meta = source_image(fake, str(spec["imageRef"]), size) if spec.get("imageRef") else None
     vtype = spec.get("volume_type") or "__DEFAULT__"
     if not any(vtype in (t["id"], t["name"]) for t in VOLUME_TYPES):
         raise fault(404, "itemNotFound", f"Volume type with name {vtype} could not be found.")
@@ -511,6 +558,8 @@ def create_volume(fake: FakeOpenStack, spec: dict[str, Any]) -> tuple[int, Any]:
         url=f"{fake.url}/volume/v3/{fake.project_id}",
     )
     vol.update(size=size, metadata=dict(metadata), _ready_at=time.monotonic() + fake.state.settle)
+    if image_meta is not None:  # creating -> downloading (the image's bytes) -> available
+        vol.update(status="downloading", bootable="true", volume_image_metadata=image_meta)
     fake.state.volumes[vid] = vol
     return 202, {"volume": volume_view(fake, vol)}
 
@@ -531,23 +580,7 @@ def extend_volume(
     return 202, None
 
 
-# -- Glance and Neutron (read-only) ----------------------------------------------------------
-def image(fake: FakeOpenStack, method: str, path: str, query: dict[str, str]) -> Response:
-    doc = fill(load("glance_versions"), url=f"{fake.url}/image")
-    if path.rstrip("/") == "":
-        return 300, doc, {}
-    parts = [p for p in path.split("/") if p]
-    if method == "GET" and parts == ["v2", "images"]:
-        found = [i for i in fake.state.images if query.get("name") in (None, i["name"])]
-        return 200, {"images": found, "schema": "/v2/schemas/images", "first": "/v2/images"}, {}
-    if method == "GET" and parts[:2] == ["v2", "images"] and len(parts) == 3:
-        found_image = next((i for i in fake.state.images if i["id"] == parts[2]), None)
-        if found_image is None:
-            raise error(404, "glance_404", id=parts[2])
-        return 200, found_image, {}
-    raise error(404, "glance_404", id=path)
-
-
+# -- Neutron (read-only) -----------------------------------------------------------------
 NETWORKS = (
     {
         "id": "6a3e1f2b-7c4d-4e5f-8a9b-0c1d2e3f4a5b",

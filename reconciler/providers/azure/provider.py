@@ -30,6 +30,7 @@ from reconciler.providers.azure.credentials import arm_client_options, arm_crede
 from reconciler.providers.azure.disks import Disks
 from reconciler.providers.azure.errors import azure_errors
 from reconciler.providers.azure.settings import parse_settings
+from reconciler.providers.azure.snapshots import Snapshots
 from reconciler.providers.base import (
     BucketRequest,
     Provider,
@@ -65,12 +66,18 @@ class AzureProvider(Provider):
         self.vms = VMs(self.arm, self._offer_map)
         self.prices = CloudPrices.of(cloud, self.catalog)
         self.disks = Disks(self.arm, self.vms, self.prices.block_per_gib_month)
+        self.snapshots = Snapshots(self.arm, self.disks)
         service = blob_service(cloud, context.credentials)
         self.blobs = Blobs(self.arm, service) if service is not None else None
 
     # -- read-only -----------------------------------------------------------------------
     def describe(self) -> CloudInfo:
-        caps = {Capability.STOP, Capability.RESIZE, Capability.VOLUMES}
+        caps = {
+            Capability.STOP,
+            Capability.RESIZE,
+            Capability.VOLUMES,
+            Capability.VOLUME_SNAPSHOTS,
+        }
         if self.blobs is not None:
             caps.add(Capability.BUCKETS)
             if self.settings.blob_versioning:
@@ -154,6 +161,17 @@ class AzureProvider(Provider):
 
     def delete_volume(self, external_id: str) -> None:
         self.disks.delete(external_id)
+
+    # -- snapshots -----------------------------------------------------------------------
+    def snapshot_volume(self, external_id: str, tags: Mapping[str, str]) -> str:
+        """A full managed-disk snapshot (createOption Copy), idempotent by the uid tag."""
+        return self.snapshots.create(external_id, self.owned_tags(tags))
+
+    def list_snapshots(self, volume_id: str) -> list[str]:
+        return self.snapshots.of_volume(volume_id)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.snapshots.delete(snapshot_id)
 
     # -- buckets -------------------------------------------------------------------------
     def _need_blobs(self) -> Blobs:

@@ -1,4 +1,5 @@
-"""OpenStackProvider: Nova servers, Cinder volumes, Glance images, Swift containers.
+"""OpenStackProvider: Nova servers, Cinder volumes and snapshots, Glance images (used and
+imported), Swift containers.
 
 All calls go through openstacksdk to the endpoints of the Keystone catalog
 (spec.endpoint = the Keystone auth URL). A Hyper-V private cloud run by OpenStack's
@@ -13,13 +14,23 @@ from typing import Any
 from reconciler.model.cloud import Capability, CloudInfo
 from reconciler.model.keys import TAG_UID
 from reconciler.model.observed import CloudInventory, Observed
+from reconciler.providers.openstack.images import ImageMixin
 from reconciler.providers.openstack.objects import ObjectMixin
+from reconciler.providers.openstack.snapshots import SnapshotMixin
 from reconciler.providers.openstack.tags import our_metadata_keys
 
-_COMPUTE_CAPS = frozenset({Capability.STOP, Capability.RESIZE, Capability.VOLUMES})
+_COMPUTE_CAPS = frozenset(
+    {
+        Capability.STOP,
+        Capability.RESIZE,
+        Capability.VOLUMES,
+        Capability.VOLUME_SNAPSHOTS,
+        Capability.IMAGE_IMPORT,
+    }
+)
 
 
-class OpenStackProvider(ObjectMixin):
+class OpenStackProvider(ObjectMixin, SnapshotMixin, ImageMixin):
     """The ``spec.provider: openstack`` driver (thread-safe: one lazy Connection)."""
 
     @property

@@ -1,4 +1,6 @@
-"""Cinder volumes, attached to servers through Nova's os-volume_attachments."""
+"""Cinder volumes, attached to servers through Nova's os-volume_attachments; empty, or
+made from a Glance image (``imageRef``: Cinder copies the image's bytes onto the volume,
+``downloading`` until done)."""
 
 from __future__ import annotations
 
@@ -86,6 +88,8 @@ class VolumeMixin(ComputeMixin):
             )
             if self.settings.get("availabilityZone"):
                 args["availability_zone"] = self.settings["availabilityZone"]
+            if request.source_image:
+                args["image_id"] = request.source_image  # the volume's imageRef
             vol = self.call(
                 f"creating volume {request.name}", lambda: self.block().create_volume(**args)
             )
