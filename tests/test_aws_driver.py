@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from conformance.targets.aws import failing_call, first_ami, lost_response, make_provider, raw_ec2
 from servers.moto import SECRET_KEY, MotoServer, moto_server
 
+from reconciler.model.artifacts import DiskRef
 from reconciler.model.cloud import Capability
 from reconciler.model.errors import CapacityError, PermanentError, TransientError
 from reconciler.model.keys import TAG_OWNER, TAG_UID, ResourceKey, ownership_tags
 from reconciler.model.specs import CloudSpec, OfferSpec, PowerState, Pricing
-from reconciler.providers.aws import AwsProvider
+from reconciler.providers.aws import AwsProvider, blocks
+from reconciler.providers.aws.core import tag_list
 from reconciler.providers.base import (
     BucketRequest,
+    ImageRequest,
     ProviderContext,
     VMRequest,
     VMUpdate,
@@ -82,8 +87,8 @@ def test_describe(aws: AwsProvider) -> None:
     info = aws.describe()
     assert info.capabilities == frozenset(
         {Capability.STOP, Capability.RESIZE, Capability.VOLUMES, Capability.BUCKETS}
-        | {Capability.BUCKET_VERSIONING}
-    )
+        | {Capability.BUCKET_VERSIONING, Capability.VOLUME_SNAPSHOTS, Capability.IMAGE_IMPORT}
+    )  # IMAGE_EXPORT only with settings.imageExport (test_disk_export_through_ebs_direct)
     assert info.capacity is None and not info.simulated
     assert info.price_source.startswith("https://aws.amazon.com")
     assert info.block_storage_per_gib_month == 0.08
@@ -150,8 +155,8 @@ def test_ebs_attach_detach_grow_snapshot(aws: AwsProvider, server: MotoServer) -
     with pytest.raises(PermanentError) as err:
         aws.update_volume(vol.external_id, 2, None, False)
     assert err.value.reason == "VolumeShrink"
-    snap = aws.snapshot_volume(vol.external_id, {"purpose": "migration"})
-    boot = aws.snapshot_volume(machine.external_id, {})
+    snap = aws.snapshot_volume(vol.external_id, {"purpose": "migration", **tags("Volume", "s1")})
+    boot = aws.snapshot_volume(machine.external_id, tags("Volume", "s2"))
     shots = {s["SnapshotId"]: s for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
     assert {snap, boot} <= set(shots)
     assert {"Key": TAG_OWNER, "Value": "reconciler"} in shots[snap]["Tags"]
@@ -248,3 +253,172 @@ def test_foreign_volume_untouched(aws: AwsProvider, server: MotoServer) -> None:
     aws.forget(foreign)
     assert ec2.describe_volumes(VolumeIds=[foreign])["Volumes"][0]["State"] == "available"
     assert aws.find_by_uid(TAG_UID) is None
+
+
+# -- images, snapshots and disk reads (EBS direct API) --------------------------------------
+def pseudo(seed: bytes, size: int) -> bytes:
+    blocks = (hashlib.sha256(seed + i.to_bytes(8, "big")).digest() for i in range(size // 32 + 1))
+    return b"".join(blocks)[:size]
+
+
+def image_request(uid: str, data: bytes, name: str = "") -> ImageRequest:
+    sha = hashlib.sha256(data).hexdigest()
+    return ImageRequest(name or f"img-{uid}", len(data), sha, tags("Image", uid))
+
+
+def ebs_calls(aws: AwsProvider) -> list[str]:
+    """Operation names the provider's EBS direct client sends from now on."""
+    seen: list[str] = []
+    aws.ebs.meta.events.register("before-call.ebs", lambda model, **_: seen.append(model.name))
+    return seen
+
+
+def our_snapshots(server: MotoServer, uid: str) -> list[dict[str, Any]]:
+    flt = [{"Name": f"tag:{TAG_UID}", "Values": [uid]}]
+    return list(raw_ec2(server.url).describe_snapshots(OwnerIds=["self"], Filters=flt)["Snapshots"])
+
+
+def test_import_image_streams_blocks_and_registers_an_ami(
+    aws: AwsProvider, server: MotoServer
+) -> None:
+    """The bytes land in EBS-direct blocks (zero blocks skipped, the last one padded)
+    that read back equal, in a snapshot registered as the AMI's root; a retry reads
+    nothing; VMs and volumes are made from it; delete removes AMI and snapshot."""
+    block = 512  # moto's BlockSize (AWS: 512 KiB); the driver uses what StartSnapshot says
+    data = pseudo(b"a", 40 * block) + bytes(60 * block) + pseudo(b"b", 7 * block + 5)
+    request = image_request("i1", data)
+    sent = ebs_calls(aws)
+    image = aws.import_image(request, [data[i : i + 3000] for i in range(0, len(data), 3000)])
+    assert (image.size_bytes, image.sha256, image.name) == (len(data), request.sha256, "img-i1-i1")
+    assert sent.count("PutSnapshotBlock") == 48  # 40 + 8 (7 and a padded partial one)
+    assert aws.import_image(request, Once()) == image == aws.find_image("i1")
+    snap = our_snapshots(server, "i1")[0]
+    snap_tags = {t["Key"]: t["Value"] for t in snap["Tags"]}
+    assert snap_tags["reconciler.dev/image"] == image.external_id and snap["VolumeSize"] == 1
+    size = len(data) + 3 * block  # the padding of the last block, then unwritten blocks
+    read = b"".join(blocks.read_blocks(aws.ebs, snap["SnapshotId"], size, "conf-aws"))
+    assert read[: len(data)] == data and read[len(data) :] == bytes(size - len(data))
+    machine = aws.create_vm(replace(vm(aws, server), image=image.external_id))
+    assert machine.image == image.external_id
+    request_volume = VolumeRequest("data", 1, "gp3", tags("Volume", "v1"), image.external_id)
+    volume = aws.create_volume(request_volume)
+    made = raw_ec2(server.url).describe_volumes(VolumeIds=[volume.external_id])["Volumes"][0]
+    assert made["SnapshotId"] == snap["SnapshotId"]
+    aws.delete_image(image.external_id)
+    aws.delete_image(image.external_id)
+    assert aws.find_image("i1") is None and our_snapshots(server, "i1") == []
+    assert aws.create_volume(request_volume) == volume  # a retry after the image went
+    with pytest.raises(PermanentError) as err:
+        aws.create_volume(replace(request_volume, tags=tags("Volume", "v2")))
+    assert err.value.reason == "NotFound"
+
+
+class Once:
+    def __iter__(self) -> Iterator[bytes]:
+        raise AssertionError("a retry read the bytes again")
+
+
+def test_import_image_mismatch_or_failure_leaves_nothing(
+    aws: AwsProvider, server: MotoServer
+) -> None:
+    data = pseudo(b"c", 20_000)
+    request = image_request("m1", data)
+    sent = ebs_calls(aws)
+    with pytest.raises(PermanentError) as err:  # too long: stops at the first extra byte
+        aws.import_image(request, [data, b"x" * 10_000, b"never read" * 10_000])
+    assert err.value.reason == "ChecksumMismatch" and sent.count("PutSnapshotBlock") <= 40
+    for chunks in ([data[:-1] + b"!"], [data[:100]]):
+        with pytest.raises(PermanentError) as err:
+            aws.import_image(request, chunks)
+        assert err.value.reason == "ChecksumMismatch"
+    assert "CompleteSnapshot" not in sent
+
+    def broken() -> Iterator[bytes]:
+        yield data[:5000]
+        raise TransientError("the staging store went away", cloud="stage")
+
+    with pytest.raises(TransientError, match="went away"):
+        aws.import_image(request, broken())
+    assert our_snapshots(server, "m1") == [] and aws.find_image("m1") is None
+    ec2 = raw_ec2(server.url)
+    assert ec2.describe_images(Owners=["self"])["Images"] == []
+
+
+def test_import_image_lost_register_response_and_dead_attempt(
+    aws: AwsProvider, server: MotoServer
+) -> None:
+    """A RegisterImage whose response was lost is found again by its name (which carries
+    the uid) without reading the bytes again; an unregistered snapshot a dead attempt
+    left is deleted before a new upload."""
+    data = pseudo(b"d", 3000)
+    ebs = aws.ebs
+    dead = {**tags("Image", "l2"), "reconciler.dev/sha256": "0" * 64}  # as import tags it
+    stale = ebs.start_snapshot(VolumeSize=1, Tags=tag_list(dead))["SnapshotId"]
+    ec2 = aws.clients.client("ec2")
+
+    def lose(**_: Any) -> None:
+        ec2.meta.events.unregister("after-call.ec2.RegisterImage", unique_id="lose")
+        raise ReadTimeoutError(endpoint_url="http://moto.test/")
+
+    ec2.meta.events.register("after-call.ec2.RegisterImage", lose, unique_id="lose")
+    with pytest.raises(TransientError):
+        aws.import_image(image_request("l1", data), [data])
+    image = aws.import_image(image_request("l1", data), Once())
+    assert image.sha256 == hashlib.sha256(data).hexdigest() and aws.find_image("l1") == image
+    assert len(raw_ec2(server.url).describe_images(Owners=["self"])["Images"]) == 1
+    assert len(our_snapshots(server, "l1")) == 1  # kept: the AMI was registered
+    request_volume = VolumeRequest("data", 2, "gp3", tags("Volume", "l3"), image.external_id)
+    assert aws.create_volume(request_volume).size_gib == 2
+    again = aws.import_image(image_request("l2", data), [data])
+    assert [s["SnapshotId"] for s in our_snapshots(server, "l2")] != [stale]
+    assert len(our_snapshots(server, "l2")) == 1 and again.size_bytes == len(data)
+
+
+def test_volume_snapshots_idempotent_and_scoped(aws: AwsProvider, server: MotoServer) -> None:
+    vol = aws.create_volume(VolumeRequest("data", 1, "gp3", tags("Volume", "sv")))
+    first = aws.snapshot_volume(vol.external_id, tags("Volume", "s1"))
+    assert aws.snapshot_volume(vol.external_id, tags("Volume", "s1")) == first
+    second = aws.snapshot_volume(vol.external_id, tags("Volume", "s2"))
+    aws.import_image(image_request("s3", b"x" * 700), [b"x" * 700])  # not a volume snapshot
+    assert aws.list_snapshots(vol.external_id) == sorted([first, second])
+    foreign = raw_ec2(server.url).create_snapshot(VolumeId=vol.external_id)["SnapshotId"]
+    with pytest.raises(PermanentError) as err:
+        aws.delete_snapshot(foreign)
+    assert err.value.reason == "NotManaged"
+    for snap in (first, first, "snap-0000000000000000f", "not-a-snapshot"):
+        aws.delete_snapshot(snap)
+    assert aws.list_snapshots(vol.external_id) == [second]
+
+
+def test_disk_export_through_ebs_direct(server: MotoServer) -> None:
+    """settings.imageExport declares IMAGE_EXPORT. A disk is read only while not in use,
+    through a temporary snapshot that is deleted afterwards. moto keeps no bytes in EBS
+    volumes and serves EBS-direct blocks only for snapshots made with StartSnapshot: for
+    the snapshot of a volume it answers ListSnapshotBlocks with HTTP 500, so the read
+    itself is verified only up to that call (blocks.read_blocks is verified on image
+    snapshots above and in tests/test_migration_datapath.py)."""
+    aws = make_provider(server.url, settings={"waitDelaySeconds": "1", "imageExport": "true"})
+    assert Capability.IMAGE_EXPORT in aws.describe().capabilities
+    machine = aws.create_vm(vm(aws, server))
+    ref = DiskRef("vm", machine.external_id)
+    with pytest.raises(PermanentError) as err:
+        aws.read_disk(ref)
+    assert err.value.reason == "DiskInUse"
+    aws.update_vm(machine.external_id, VMUpdate(power_state=PowerState.STOPPED))
+    raw_ec2(server.url).get_waiter("instance_stopped").wait(InstanceIds=[machine.external_id])
+    assert aws.disk_size(ref) == 8 * 2**30  # moto's default root volume
+    sent = ebs_calls(aws)
+    with pytest.raises(TransientError, match="500"):  # moto: no blocks for this snapshot
+        list(aws.read_disk(ref))
+    assert sent[0] == "ListSnapshotBlocks"
+    exports = [
+        s
+        for s in raw_ec2(server.url).describe_snapshots(OwnerIds=["self"])["Snapshots"]
+        if {"Key": "reconciler.dev/system", "Value": "disk-export"} in s.get("Tags", [])
+    ]
+    assert exports == []  # the temporary snapshot is gone
+    with pytest.raises(PermanentError) as err:
+        list(aws.read_disk(DiskRef("volume", "vol-0000000000000000f")))
+    assert err.value.reason == "NotFound"
+    with pytest.raises(PermanentError, match="imageExport must be true or false"):
+        make_provider(server.url, settings={"imageExport": "yes"})

@@ -1,21 +1,36 @@
 """The libvirt driver against libvirt's test-driver hosts (tests/data/libvirt/*.xml):
 host placement and capacity, resize, multi-host listing, metadata, foreign domains,
-volumes, and configuration errors."""
+volumes, snapshots and configuration errors; then disks, images and snapshots against
+a REAL QEMU host (a private libvirtd, as in test_libvirt_qemu.py): the disk promises of
+the conformance suite, VMs booting from imported images, copies between hosts."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from uuid import uuid4
 
 import libvirt
 import pytest
+from conformance import test_conformance_disks as disks
+from conformance.target import ConformanceTarget
+from test_libvirt_qemu import POOL, Libvirtd, alive, start_libvirtd
 
+from reconciler.model.artifacts import DiskRef
 from reconciler.model.cloud import Capability
 from reconciler.model.errors import CapacityError, PermanentError, TransientError
 from reconciler.model.keys import TAG_OWNER, ResourceKey, ownership_tags
-from reconciler.model.specs import Capacity, CloudSpec, PowerState, Pricing
-from reconciler.providers.base import ProviderContext, VMRequest, VMUpdate, VolumeRequest
+from reconciler.model.specs import Capacity, CloudSpec, OfferSpec, PowerState, Pricing
+from reconciler.providers.base import (
+    ImageRequest,
+    ProviderContext,
+    VMRequest,
+    VMUpdate,
+    VolumeRequest,
+)
 from reconciler.providers.libvirt import LibvirtProvider, domain_name
 from reconciler.providers.libvirt.domxml import NS
 from reconciler.providers.libvirt.errors import make_error, map_error
@@ -82,7 +97,9 @@ def test_describe_capacity_excludes_only_foreign_use(make: Make) -> None:
     p = make("host-a", "host-b")
     info = p.describe()
     assert info.capacity == Capacity(vcpus=12, memory_gib=24.0)
-    assert {Capability.STOP, Capability.RESIZE, Capability.VOLUMES} == set(info.capabilities)
+    # The test driver copies volumes (snapshots) but serves no upload/download streams.
+    expected = {Capability.STOP, Capability.RESIZE, Capability.VOLUMES, Capability.VOLUME_SNAPSHOTS}
+    assert expected == set(info.capabilities)
     add_foreign(p, 0, 2, 2048)
     p.create_vm(request("u1"))
     assert p.describe().capacity == Capacity(vcpus=10, memory_gib=22.0)
@@ -243,3 +260,304 @@ def test_concurrent_creates_never_overcommit(make: Make) -> None:
         thread.join()
     assert sum(isinstance(r, CapacityError) for r in results) == 2
     assert len(p.list_managed().vms) == 6
+
+
+def test_snapshots_on_test_hosts_and_no_streams(make: Make) -> None:
+    """The test driver copies volumes, so snapshots work there; it serves no volume
+    streams, so disk export and image import are refused as NotSupported."""
+    p = make("host-a")
+    vm = p.create_vm(request("u1"))
+    tags = ownership_tags("reconciler", ResourceKey("Volume", "ns", "data"), "v1")
+    vol = p.create_volume(VolumeRequest("data", 5, "standard", tags))
+    snap_tags = ownership_tags("reconciler", ResourceKey("Volume", "ns", "data"), "s1")
+    snap = p.snapshot_volume(vol.external_id, snap_tags)
+    assert snap == "snap/rcs-s1" == p.snapshot_volume(vol.external_id, snap_tags)
+    assert p.list_snapshots(vol.external_id) == [snap]
+    assert [v.external_id for v in p.list_managed().volumes] == [vol.external_id]
+    p.update_volume(vol.external_id, None, vm.external_id, False)
+    busy = ownership_tags("reconciler", ResourceKey("Volume", "ns", "data"), "s2")
+    with pytest.raises(PermanentError) as err:  # attached to a running VM: a torn copy
+        p.snapshot_volume(vol.external_id, busy)
+    assert err.value.reason == "DiskInUse"
+    p.delete_volume(vol.external_id)
+    assert p.list_snapshots(vol.external_id) == [snap]  # a full copy outlives its volume
+    p.delete_snapshot(snap)
+    p.delete_snapshot(snap)
+    assert p.list_snapshots(vol.external_id) == []
+    with p.hosts[0].session("test") as conn:  # the ledger domain went with its last entry
+        assert "reconciler-artifacts-reconciler" not in conn.listDefinedDomains()
+    for call in (
+        lambda: p.read_disk(DiskRef("vm", vm.external_id)),
+        lambda: p.import_image(ImageRequest("x", 1, "0" * 64, snap_tags), [b"x"]),
+    ):
+        with pytest.raises(PermanentError) as err:
+            call()
+        assert err.value.reason == "NotSupported"
+
+
+# -- disks, images and snapshots on a REAL QEMU host (a private libvirtd) -----------------
+#: A base image an operator put into the pool (written by the test through the SDK).
+BASE_IMAGE = "rc-base-image"
+BASE_SIZE = 3 * 2**20 + 12345
+QEMU_OFFERS = (
+    OfferSpec("q.tiny", vcpus=1, memory_gib=0.125, price_per_hour=0.01),
+    OfferSpec("q.small", vcpus=2, memory_gib=0.25, price_per_hour=0.02),
+)
+
+
+def pattern(seed: bytes, size: int) -> bytes:
+    """Deterministic pseudo-random bytes."""
+    blocks = (hashlib.sha256(seed + i.to_bytes(8, "big")).digest() for i in range(size // 32 + 1))
+    return b"".join(blocks)[:size]
+
+
+def write_volume(uri: str, name: str, data: bytes) -> None:
+    """Create pool volume ``name`` holding ``data``, through the SDK (not the driver)."""
+    conn = libvirt.open(uri)
+    try:
+        pool = conn.storagePoolLookupByName(POOL)
+        xml = f"<volume><name>{name}</name><capacity unit='bytes'>{len(data)}</capacity></volume>"
+        vol = pool.createXML(xml, 0)
+        stream = conn.newStream(0)
+        vol.upload(stream, 0, len(data), 0)
+        for start in range(0, len(data), 2**18):
+            stream.send(data[start : start + 2**18])
+        stream.finish()
+    finally:
+        conn.close()
+
+
+def pool_files(daemon: Libvirtd) -> set[str]:
+    return {path.name for path in daemon.pool_dir.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def qemu_host() -> Iterator[Libvirtd]:
+    """A private libvirtd (see test_libvirt_qemu.py) with pool ``reconciler`` holding a
+    base image volume."""
+    daemon = start_libvirtd()
+    try:
+        conn = libvirt.open(daemon.uri)
+        pool = conn.storagePoolDefineXML(
+            f"<pool type='dir'><name>{POOL}</name>"
+            f"<target><path>{daemon.pool_dir}</path></target></pool>"
+        )
+        pool.build(0)
+        pool.create(0)
+        conn.close()
+        write_volume(daemon.uri, BASE_IMAGE, pattern(b"base", BASE_SIZE))
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def qemu_provider(*uris: str, owner: str = "reconciler") -> LibvirtProvider:
+    cloud = CloudSpec(
+        "qemu-lab",
+        "libvirt",
+        region="lab",
+        hosts=uris,
+        settings={"domainType": "qemu", "pool": POOL, "network": "none", "shutdownTimeout": "1"},
+        pricing=Pricing(offers=QEMU_OFFERS, mode="Replace"),
+    )
+    return LibvirtProvider(cloud, ProviderContext(owner=owner))
+
+
+def not_used(*_: object) -> Any:
+    raise AssertionError("the disk conformance tests do not use this hook")
+
+
+@pytest.fixture
+def qemu_target(qemu_host: Libvirtd) -> Iterator[ConformanceTarget]:
+    """A conformance target over the real QEMU host, for the disk promises only (the
+    core suite runs the libvirt driver on test:/// hosts: tests/conformance)."""
+    provider = qemu_provider(qemu_host.uri, owner=f"qemu-{uuid4().hex[:8]}")
+    try:
+        yield ConformanceTarget(
+            name="libvirt",
+            provider=provider,
+            instance_types=("q.tiny", "q.small"),
+            image=BASE_IMAGE,
+            volume_class="standard",
+            make_foreign_vm=not_used,
+            foreign_vm_state=not_used,
+            backend_state=not_used,
+            lose_next_response=not_used,
+            fail_next_call=not_used,
+        )
+        inventory = provider.list_managed()
+        for vm in inventory.vms:
+            provider.delete_vm(vm.external_id)
+        for volume in inventory.volumes:
+            provider.delete_volume(volume.external_id)
+        for _, art in list(provider._artifacts("image")):  # the round trip keeps its image
+            provider.delete_image(art.external_id)
+    finally:
+        provider.close()
+
+
+@pytest.mark.parametrize(
+    "promise",
+    [
+        disks.test_volume_snapshots,
+        disks.test_disk_export,
+        disks.test_image_import,
+        disks.test_disk_export_then_import_roundtrip,
+    ],
+    ids=lambda f: f.__name__.removeprefix("test_"),
+)
+def test_disk_conformance_on_qemu(
+    qemu_target: ConformanceTarget, promise: Callable[[ConformanceTarget], None]
+) -> None:
+    caps = qemu_target.provider.describe().capabilities
+    assert {Capability.IMAGE_EXPORT, Capability.IMAGE_IMPORT, Capability.VOLUME_SNAPSHOTS} <= caps
+    promise(qemu_target)
+
+
+def vm_tags(uid: str, owner: str = "reconciler") -> dict[str, str]:
+    return ownership_tags(owner, ResourceKey("VirtualMachine", "lab", f"vm-{uid}"), uid)
+
+
+def import_pattern(p: LibvirtProvider, uid: str, data: bytes) -> str:
+    tags = ownership_tags(p.context.owner, ResourceKey("Image", "lab", f"img-{uid}"), uid)
+    sha = hashlib.sha256(data).hexdigest()
+    chunks = [data[i : i + 100_003] for i in range(0, len(data), 100_003)]
+    image = p.import_image(ImageRequest(f"img-{uid}", len(data), sha, tags), chunks)
+    assert (image.size_bytes, image.sha256) == (len(data), sha)
+    return image.external_id
+
+
+def test_vm_from_image_on_another_host_boots_from_a_streamed_copy(qemu_host: Libvirtd) -> None:
+    """Host 0 holds the image but has no room: the VM lands on host 1, its boot volume
+    streamed across (download from host 0 into an upload to host 1), and a real qemu
+    runs it; the disk is diskGiB large and begins with the image's bytes."""
+    other = start_libvirtd()
+    p = qemu_provider(qemu_host.uri, other.uri)
+    conn = libvirt.open(other.uri)
+    try:
+        conn.storagePoolCreateXML(
+            f"<pool type='dir'><name>{POOL}</name><target><path>{other.pool_dir}</path>"
+            "</target></pool>",
+            libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD,
+        )
+        data = pattern(b"cross-host", 2 * 2**20 + 3)
+        image = import_pattern(p, "x1", data)
+        assert "rci-x1" in pool_files(qemu_host)
+        with p.hosts[0].session("test") as own:
+            _, memory_mib, cpus, *_ = own.getInfo()
+            hog = own.defineXML(  # a foreign, defined domain claiming all of host 0
+                f"<domain type='qemu'><name>hog</name><memory unit='MiB'>{memory_mib}</memory>"
+                f"<vcpu>{cpus}</vcpu><os><type arch='x86_64'>hvm</type></os></domain>"
+            )
+        try:
+            request = VMRequest("web", "q.tiny", image, PowerState.RUNNING, vm_tags("x2"), 1)
+            vm = p.create_vm(request)
+        finally:
+            hog.undefine()
+        assert vm.external_id.startswith("1/") and vm.image == image and vm.disk_gib == 1
+        name = domain_name("web", "x2")
+        assert alive(other.qemu_pid(name))
+        p.update_vm(vm.external_id, VMUpdate(power_state=PowerState.STOPPED))
+        ref = DiskRef("vm", vm.external_id)
+        assert p.disk_size(ref) == 2**30
+        assert disks.digest(p.read_disk(ref), len(data)) == (len(data), sha256(data))
+        p.delete_image(image)  # the VM keeps its own copy
+        assert "rci-x1" not in pool_files(qemu_host) and p.find_image("x1") is None
+        assert disks.digest(p.read_disk(ref), len(data)) == (len(data), sha256(data))
+        p.delete_vm(vm.external_id)
+        assert pool_files(other) == set()
+    finally:
+        conn.close()
+        p.close()
+        other.stop()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_import_verifies_while_streaming_and_leaves_nothing(qemu_host: Libvirtd) -> None:
+    p = qemu_provider(qemu_host.uri, owner="imports")
+    before = pool_files(qemu_host)
+    data = pattern(b"import", 2**20 + 1)
+    tags = ownership_tags("imports", ResourceKey("Image", "lab", "i"), "bad1")
+    cases: list[tuple[Any, str]] = [
+        ([data[:-1] + b"x"], "ChecksumMismatch"),  # same size, other bytes
+        ([data, b"more"], "ChecksumMismatch"),  # too long: refused before it is all sent
+        ([data[:1000]], "ChecksumMismatch"),  # too short
+    ]
+    for chunks, reason in cases:
+        with pytest.raises(PermanentError) as err:
+            p.import_image(ImageRequest("i", len(data), sha256(data), tags), chunks)
+        assert err.value.reason == reason
+        assert pool_files(qemu_host) == before and p.find_image("bad1") is None
+
+    def failing_source() -> Iterator[bytes]:
+        yield data[:4096]
+        raise TransientError("source went away", cloud="elsewhere")
+
+    with pytest.raises(TransientError, match="source went away"):
+        p.import_image(ImageRequest("i", len(data), sha256(data), tags), failing_source())
+    assert pool_files(qemu_host) == before
+    # A half-made image volume of an attempt that died (no ledger entry) is replaced.
+    write_volume(qemu_host.uri, "rci-bad1", b"partial")
+    image = p.import_image(ImageRequest("i", len(data), sha256(data), tags), [data])
+    assert image.external_id == "img/rci-bad1" and image.tags == tags
+    p2 = qemu_provider(qemu_host.uri, owner="someone-else")
+    with pytest.raises(PermanentError) as err:  # not in that owner's ledger: not touched
+        p2.delete_image(image.external_id)
+    assert err.value.reason == "NotManaged"
+    p2.close()
+    assert p.find_image("bad1") == image
+    p.delete_image(image.external_id)
+    assert pool_files(qemu_host) == before
+    p.close()
+
+
+def test_volume_reads_and_snapshots_on_qemu(qemu_host: Libvirtd) -> None:
+    """A volume from an image holds its bytes; it cannot be read while a running VM
+    uses it; a snapshot is a full copy that later writes to the volume do not change."""
+    p = qemu_provider(qemu_host.uri, owner="snaps")
+    before = pool_files(qemu_host)
+    data = pattern(b"volume", 2**20 + 17)
+    image = import_pattern(p, "v1", data)
+    vol_tags = ownership_tags("snaps", ResourceKey("Volume", "lab", "data"), "v2")
+    vol = p.create_volume(VolumeRequest("data", 1, "standard", vol_tags, image))
+    assert p.create_volume(VolumeRequest("data", 1, "standard", vol_tags, image)) == vol
+    ref = DiskRef("volume", vol.external_id)
+    vm = p.create_vm(
+        VMRequest("db", "q.tiny", "blank", PowerState.RUNNING, vm_tags("v3", "snaps"), 1)
+    )
+    p.update_volume(vol.external_id, None, vm.external_id, False)
+    with pytest.raises(PermanentError) as err:
+        p.read_disk(ref)
+    assert err.value.reason == "DiskInUse"
+    p.update_vm(vm.external_id, VMUpdate(power_state=PowerState.STOPPED))
+    assert disks.digest(p.read_disk(ref), len(data)) == (len(data), sha256(data))
+    snap_tags = ownership_tags("snaps", ResourceKey("Volume", "lab", "data"), "v4")
+    snap = p.snapshot_volume(vol.external_id, snap_tags)
+    name = vol.external_id.removeprefix("vol/")
+    conn = libvirt.open(qemu_host.uri)
+    try:  # overwrite the volume's first MiB behind the driver's back
+        volume = conn.storagePoolLookupByName(POOL).storageVolLookupByName(name)
+        stream = conn.newStream(0)
+        volume.upload(stream, 0, 2**18, 0)
+        stream.send(b"\xff" * 2**18)
+        stream.finish()
+        copy = conn.storagePoolLookupByName(POOL).storageVolLookupByName(snap.split("/")[1])
+        stream = conn.newStream(0)
+        copy.download(stream, 0, len(data), 0)
+        read = bytearray()
+        while chunk := stream.recv(2**18):
+            read += chunk
+        stream.finish()
+    finally:
+        conn.close()
+    assert bytes(read) == data  # the snapshot kept the bytes it copied
+    assert disks.digest(p.read_disk(ref), 2**18)[1] == sha256(b"\xff" * 2**18)
+    p.delete_snapshot(snap)
+    p.delete_vm(vm.external_id)
+    p.delete_volume(vol.external_id)
+    p.delete_image(image)
+    assert pool_files(qemu_host) == before
+    p.close()

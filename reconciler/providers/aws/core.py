@@ -32,6 +32,8 @@ CAPABILITIES = frozenset(
         Capability.VOLUMES,
         Capability.BUCKETS,
         Capability.BUCKET_VERSIONING,
+        Capability.VOLUME_SNAPSHOTS,
+        Capability.IMAGE_IMPORT,
     }
 )
 #: How many instance types one DescribeInstanceTypes filter carries.
@@ -67,6 +69,11 @@ class AwsBase(Provider):
     @property
     def ec2(self) -> Any:
         return self.clients.client("ec2")
+
+    @property
+    def ebs(self) -> Any:
+        """The EBS direct API (snapshot blocks)."""
+        return self.clients.client("ebs")
 
     @property
     def buckets(self) -> S3BucketStore:
@@ -160,11 +167,17 @@ class AwsBase(Provider):
             )
         return found
 
+    def capabilities(self) -> frozenset[Capability]:
+        """CAPABILITIES, plus IMAGE_EXPORT when settings.imageExport is true."""
+        if self.settings.image_export:
+            return CAPABILITIES | {Capability.IMAGE_EXPORT}
+        return CAPABILITIES
+
     def describe(self) -> CloudInfo:
         return self.prices.cloud_info(
             self.cloud,
             self.provider_name,
-            CAPABILITIES,
+            self.capabilities(),
             extra={"endpoint": self.cloud.endpoint} if self.cloud.endpoint else {},
         )
 

@@ -1,4 +1,5 @@
-"""EBS volumes: create (idempotent by uid tag and ClientToken), grow, attach, detach, snapshot."""
+"""EBS volumes: create (idempotent by uid tag and ClientToken), grow, attach, detach.
+Snapshots and disk reads are in snapshots.py, volumes from images in images.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from reconciler.model.errors import PermanentError
-from reconciler.model.keys import TAG_KEY, TAG_OWNER, TAG_UID
+from reconciler.model.keys import TAG_KEY, TAG_UID
 from reconciler.model.observed import ObservedVolume
 from reconciler.providers.aws.core import tag_dict, tag_list
 from reconciler.providers.aws.ec2 import AwsCompute
@@ -85,7 +86,14 @@ class AwsVolumes(AwsCompute):
         )
 
     def create_volume(self, request: VolumeRequest) -> ObservedVolume:
-        """Create a tagged EBS volume in the Cloud's zone; a retry finds it by uid tag."""
+        """Create a tagged, empty EBS volume in the Cloud's zone; a retry finds it by uid."""
+        return self._create_volume(request, None)
+
+    def _create_volume(
+        self, request: VolumeRequest, snapshot: tuple[str, int] | None
+    ) -> ObservedVolume:
+        """Create a tagged EBS volume, empty or from ``snapshot`` (id, GiB: the volume is
+        at least that large); a retry finds it by uid tag (or EC2's ClientToken)."""
         if request.size_gib < 1:
             raise PermanentError(
                 f"volume size must be >= 1 GiB, got {request.size_gib}",
@@ -97,14 +105,16 @@ class AwsVolumes(AwsCompute):
             found = self.volumes([{"Name": f"tag:{TAG_UID}", "Values": [tags[TAG_UID]]}])
             if found:
                 return self.to_volume(found[0])
-            vol = self.ec2.create_volume(
-                AvailabilityZone=self.zone(),
-                Size=request.size_gib,
-                VolumeType=request.volume_class,
-                TagSpecifications=[{"ResourceType": "volume", "Tags": tag_list(tags)}],
-                ClientToken=tags[TAG_UID][:64],
-            )
-            return self.to_volume(vol)
+            params: dict[str, Any] = {
+                "AvailabilityZone": self.zone(),
+                "Size": request.size_gib,
+                "VolumeType": request.volume_class,
+                "TagSpecifications": [{"ResourceType": "volume", "Tags": tag_list(tags)}],
+                "ClientToken": tags[TAG_UID][:64],
+            }
+            if snapshot is not None:
+                params.update(SnapshotId=snapshot[0], Size=max(request.size_gib, snapshot[1]))
+            return self.to_volume(self.ec2.create_volume(**params))
 
     def _free_device(self, instance: Mapping[str, Any]) -> str:
         used = {str(m.get("DeviceName", "")) for m in instance.get("BlockDeviceMappings", [])}
@@ -194,35 +204,6 @@ class AwsVolumes(AwsCompute):
             except ClientError as exc:
                 if error_code(exc) not in _NOT_FOUND:
                     raise
-
-    def snapshot_volume(self, external_id: str, tags: Mapping[str, str]) -> str:
-        """Snapshot our volume (or a VM's boot disk, by the VM's id); returns the snapshot id.
-
-        The snapshot carries ``tags`` (our owner is added); used by migration (issue 5).
-        """
-        with mapped(self.cloud.name, f"snapshot {external_id}"):
-            volume_id = self._snapshot_source(external_id)
-            merged = {**tags, TAG_OWNER: tags.get(TAG_OWNER, self.context.owner)}
-            snap = self.ec2.create_snapshot(
-                VolumeId=volume_id,
-                Description=f"reconciler snapshot of {external_id}",
-                TagSpecifications=[{"ResourceType": "snapshot", "Tags": tag_list(merged)}],
-            )
-            return str(snap["SnapshotId"])
-
-    def _snapshot_source(self, external_id: str) -> str:
-        if external_id.startswith("i-"):
-            inst = self.owned_instance(external_id)
-            root = self.root_volume_id(inst) if inst is not None else None
-            if root is None:
-                raise self.not_found("VM boot disk of", external_id)
-            return root
-        vol = self.volume(external_id)
-        if vol is None:
-            raise self.not_found("volume", external_id)
-        if not self.owns(tag_dict(vol.get("Tags"))):
-            raise self.not_managed("volume", external_id)
-        return external_id
 
     def root_volume_id(self, instance: Mapping[str, Any]) -> str | None:
         root = instance.get("RootDeviceName")

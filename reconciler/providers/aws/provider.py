@@ -9,7 +9,7 @@ from reconciler.model.artifacts import Chunks, ObjectInfo
 from reconciler.model.keys import GROUP, TAG_OWNER, TAG_UID
 from reconciler.model.observed import CloudInventory, Observed, ObservedBucket
 from reconciler.providers.aws.core import tag_dict
-from reconciler.providers.aws.ebs import AwsVolumes
+from reconciler.providers.aws.images import AwsImages
 from reconciler.providers.base import BucketRequest
 from reconciler.providers.botoerrors import mapped
 
@@ -18,7 +18,7 @@ def _ours_only(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": k} for k in sorted(tags) if k.startswith(GROUP + "/")]
 
 
-class AwsProvider(AwsVolumes):
+class AwsProvider(AwsImages):
     """The AWS driver (``spec.provider: aws``); thread-safe, one boto3 client per service.
 
     VMs are EC2 instances, volumes EBS volumes, buckets S3 buckets; everything carries the

@@ -22,6 +22,7 @@ SETTINGS_KEYS = frozenset(
         "keyName",
         "waitDelaySeconds",
         "waitMaxAttempts",
+        "imageExport",
     }
 )
 
@@ -36,6 +37,9 @@ class AwsSettings:
     key_name: str = ""
     wait_delay: int = 5
     wait_max_attempts: int = 60
+    #: settings.imageExport "true": declare IMAGE_EXPORT (disk reads through EBS direct;
+    #: off by default, see docs/providers/aws.md for what is verified).
+    image_export: bool = False
 
 
 def _positive_int(cloud: CloudSpec, key: str, default: int) -> int:
@@ -68,6 +72,13 @@ def parse_settings(cloud: CloudSpec) -> AwsSettings:
             reason="InvalidCloud",
         )
     groups = cloud.settings.get("securityGroupIds", "")
+    export = cloud.settings.get("imageExport", "false").lower()
+    if export not in ("true", "false"):
+        raise PermanentError(
+            f"Cloud {cloud.name}: settings.imageExport must be true or false, got {export!r}",
+            cloud=cloud.name,
+            reason="InvalidCloud",
+        )
     return AwsSettings(
         availability_zone=cloud.settings.get("availabilityZone", ""),
         subnet_id=cloud.settings.get("subnetId", ""),
@@ -75,6 +86,7 @@ def parse_settings(cloud: CloudSpec) -> AwsSettings:
         key_name=cloud.settings.get("keyName", ""),
         wait_delay=_positive_int(cloud, "waitDelaySeconds", 5),
         wait_max_attempts=_positive_int(cloud, "waitMaxAttempts", 60),
+        image_export=export == "true",
     )
 
 
@@ -104,7 +116,7 @@ class AwsClients:
         self._lock = threading.Lock()
 
     def client(self, service: str) -> Any:
-        """The one client for ``service`` ("ec2", "s3")."""
+        """The one client for ``service`` ("ec2", "s3", "ebs")."""
         with self._lock:
             found = self._clients.get(service)
             if found is None:

@@ -165,10 +165,13 @@ class LibvirtBase(Provider):
             memory -= view.memory_kib / KIB_PER_GIB
         return Free(host, vcpus, memory)
 
-    def _place(self, vcpus: int, memory_gib: float, what: str) -> Host:
-        """The host with the most free memory that fits; CapacityError if none does."""
+    def _place(self, vcpus: int, memory_gib: float, what: str, prefer: Host | None = None) -> Host:
+        """``prefer`` if it fits (the host holding the VM's image: no copy between hosts),
+        else the host with the most free memory that fits; CapacityError if none does."""
         free = [self._free(host) for host in self.hosts]
         fits = [f for f in free if f.vcpus >= vcpus - 1e-9 and f.memory_gib >= memory_gib - 1e-9]
+        if prefer is not None and any(f.host.index == prefer.index for f in fits):
+            return prefer
         if fits:
             return max(fits, key=lambda f: (f.memory_gib, -f.host.index)).host
         best = max(free, key=lambda f: f.memory_gib)

@@ -8,7 +8,8 @@ Ownership lives in the domain's ``<metadata>`` as one element in our namespace::
     </reconciler:tags>
 
 libvirt has no flavors, so the instance type (and image, boot volume) ride along as
-attributes. Volume ownership lives in a ledger (see volumes.py) in a second namespace.
+attributes. Volume ownership lives in a ledger (see ledger.py) in a second namespace,
+images and volume snapshots in a third (see artifacts.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 NS = "https://reconciler.dev/xmlns/1"
 LEDGER_NS = "https://reconciler.dev/xmlns/1/volumes"
+ARTIFACTS_NS = "https://reconciler.dev/xmlns/1/artifacts"
 PREFIX = "reconciler"
 KIB_PER_GIB = 1024 * 1024
 GIB = 1024**3
@@ -26,6 +28,7 @@ GIB = 1024**3
 
 ET.register_namespace(PREFIX, NS)
 ET.register_namespace("reconcilervol", LEDGER_NS)
+ET.register_namespace("reconcilerart", ARTIFACTS_NS)
 
 
 def _local(tag: str) -> str:
@@ -88,9 +91,10 @@ class DomainView:
     tags: dict[str, str] | None
     record: VMRecord = _NO_RECORD
     disks: tuple[Disk, ...] = ()
-    #: True for a volume ledger (never a VM; uses no capacity).
+    #: True for a volume or artifacts ledger (never a VM; uses no capacity).
     ledger: bool = False
     ledger_xml: str = field(default="", repr=False)
+    artifacts_xml: str = field(default="", repr=False)
 
     @property
     def memory_gib(self) -> float:
@@ -109,12 +113,15 @@ def parse_domain(xml: str) -> DomainView:
     memory_kib = _kib(mem)
     ours: ET.Element | None = None
     ledger: ET.Element | None = None
+    artifacts: ET.Element | None = None
     metadata = root.find("metadata")
     for child in metadata if metadata is not None else ():
         if child.tag == f"{{{NS}}}tags":
             ours = child
         elif child.tag == f"{{{LEDGER_NS}}}volumes":
             ledger = child
+        elif child.tag == f"{{{ARTIFACTS_NS}}}artifacts":
+            artifacts = child
     disks = []
     for disk in root.iterfind("devices/disk"):
         source, target = disk.find("source"), disk.find("target")
@@ -130,8 +137,9 @@ def parse_domain(xml: str) -> DomainView:
         tags=read_tags(ours) if ours is not None else None,
         record=_record(ours),
         disks=tuple(disks),
-        ledger=ledger is not None,
+        ledger=ledger is not None or artifacts is not None,
         ledger_xml=ET.tostring(ledger, encoding="unicode") if ledger is not None else "",
+        artifacts_xml=ET.tostring(artifacts, encoding="unicode") if artifacts is not None else "",
     )
 
 
@@ -205,25 +213,30 @@ def disk_xml(disk: Disk) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def volume_xml(name: str, size_gib: int) -> str:
-    """A raw volume of ``size_gib`` for virStoragePool.createXML."""
+def volume_xml(name: str, size_gib: int, size_bytes: int | None = None) -> str:
+    """A raw, sparse volume of ``size_gib`` (or exactly ``size_bytes``) for
+    virStoragePool.createXML and createXMLFrom."""
     root = ET.Element("volume")
     ET.SubElement(root, "name").text = name
-    ET.SubElement(root, "capacity", {"unit": "bytes"}).text = str(size_gib * GIB)
+    capacity = size_gib * GIB if size_bytes is None else size_bytes
+    ET.SubElement(root, "capacity", {"unit": "bytes"}).text = str(capacity)
     ET.SubElement(root, "allocation", {"unit": "bytes"}).text = "0"
     target = ET.SubElement(root, "target")
     ET.SubElement(target, "format", {"type": "raw"})
     return ET.tostring(root, encoding="unicode")
 
 
-def ledger_domain_xml(domain_type: str, name: str, content: str) -> str:
-    """A never-started 1-vCPU/1-MiB domain that only carries the volume ledger."""
+def ledger_domain_xml(
+    domain_type: str, name: str, content: str, ns: str = LEDGER_NS, what: str = "volume"
+) -> str:
+    """A never-started 1-vCPU/1-MiB domain that only carries a ledger (``content`` in
+    namespace ``ns``): the volume ledger, or the artifacts ledger of images and snapshots."""
     root = ET.Element("domain", {"type": domain_type})
     ET.SubElement(root, "name").text = name
-    ET.SubElement(root, "title").text = "reconciler volume ledger (never started)"
+    ET.SubElement(root, "title").text = f"reconciler {what} ledger (never started)"
     meta = ET.SubElement(root, "metadata")
     element = ET.fromstring(content)
-    element.tag = f"{{{LEDGER_NS}}}{element.tag}"
+    element.tag = f"{{{ns}}}{element.tag}"
     meta.append(element)
     ET.SubElement(root, "memory", {"unit": "KiB"}).text = "1024"
     ET.SubElement(root, "vcpu").text = "1"

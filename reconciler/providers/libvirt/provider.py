@@ -3,7 +3,8 @@
 VMs are persistent domains named ``<name>-<uid[:8]>`` with ownership tags (and the
 instance type, which libvirt lacks) in their ``<metadata>`` (see domxml.py). The driver
 places each VM on the host with the most free memory that fits, enforcing host
-capacity itself. See docs/providers/libvirt.md.
+capacity itself. Disks, images and snapshots: disks.py and images.py. See
+docs/providers/libvirt.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from reconciler.model.keys import TAG_UID
 from reconciler.model.observed import CloudInventory, Observed, ObservedVM, ObservedVolume
 from reconciler.model.specs import Capacity, PowerState
 from reconciler.providers.base import VMRequest, VMUpdate
-from reconciler.providers.libvirt.buckets import LibvirtBuckets
 from reconciler.providers.libvirt.core import Found
 from reconciler.providers.libvirt.domxml import (
     KIB_PER_GIB,
@@ -31,9 +31,9 @@ from reconciler.providers.libvirt.domxml import (
     VMRecord,
     domain_xml,
     tags_element,
-    volume_xml,
 )
 from reconciler.providers.libvirt.hosts import Host
+from reconciler.providers.libvirt.images import BootSource, LibvirtImages
 from reconciler.providers.libvirt.volumes import VOLUME_PREFIX
 
 _UNDEFINE_ALL = (
@@ -50,7 +50,7 @@ def domain_name(name: str, uid: str) -> str:
     return f"{base}-{re.sub(r'[^A-Za-z0-9]', '', uid)[:8]}"
 
 
-class LibvirtProvider(LibvirtBuckets):
+class LibvirtProvider(LibvirtImages):
     """The libvirt driver (``spec.provider: libvirt``); thread-safe (a lock per host)."""
 
     # -- read-only -------------------------------------------------------------------
@@ -67,8 +67,10 @@ class LibvirtProvider(LibvirtBuckets):
             instances=declared.instances,
         )
         caps = {Capability.STOP, Capability.RESIZE}
-        if all(self._has_pool(host) for host in self.hosts):
+        volumes = all(self._has_pool(host) for host in self.hosts)
+        if volumes:
             caps.add(Capability.VOLUMES)
+        caps |= self._disk_capabilities(volumes)
         if self.cloud.object_storage is not None:
             caps |= {Capability.BUCKETS, Capability.BUCKET_VERSIONING}
         return self.prices.cloud_info(
@@ -126,27 +128,37 @@ class LibvirtProvider(LibvirtBuckets):
 
     # -- create ----------------------------------------------------------------------
     def create_vm(self, request: VMRequest) -> ObservedVM:
-        """Define (and start) a domain on the roomiest host; idempotent by the uid tag: a
-        retry finds the domain an earlier, lost call made and converges its power."""
+        """Define (and start) a domain on the roomiest host (the image's host if it fits);
+        idempotent by the uid tag: a retry finds the domain an earlier, lost call made
+        and converges its power."""
         offer = self._offer(request.instance_type)
         tags = self.owned_tags(request.tags)
         with self.placement:
             found = self._find_vm(tags[TAG_UID])
             if found is None:
-                host = self._place(offer.vcpus, offer.memory_gib, f"instance type {offer.name}")
-                found = self._define(host, request, offer, tags)
+                source = self._boot_source(request.image)
+                host = self._place(
+                    offer.vcpus,
+                    offer.memory_gib,
+                    f"instance type {offer.name}",
+                    prefer=source.host if source is not None else None,
+                )
+                found = self._define(host, request, offer, tags, source)
         self._power(found, PowerState(request.power_state))
         return self._refresh(found)
 
-    def _define(self, host: Host, request: VMRequest, offer: Offer, tags: dict[str, str]) -> Found:
+    def _define(
+        self,
+        host: Host,
+        request: VMRequest,
+        offer: Offer,
+        tags: dict[str, str],
+        source: BootSource | None,
+    ) -> Found:
         name = domain_name(request.name, tags[TAG_UID])
-        boot = Disk("vda", self.config.pool, f"{name}-boot") if request.disk_gib > 0 else None
+        made = self._make_boot_volume(host, f"{name}-boot", request.disk_gib, source)
+        boot = Disk("vda", self.config.pool, f"{name}-boot") if made else None
         record = VMRecord(offer.name, request.image, boot.volume if boot else "", request.disk_gib)
-        if boot is not None:
-            with host.session("create boot volume", "prepare") as conn:
-                pool = self._pool(conn)
-                if boot.volume not in pool.listVolumes():
-                    pool.createXML(volume_xml(boot.volume, request.disk_gib), 0)
         xml = domain_xml(
             domain_type=self.config.domain_type_for(host.uri),
             name=name,
