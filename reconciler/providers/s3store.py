@@ -20,11 +20,10 @@ assembled object is removed again (best effort): nobody reads bytes without thei
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +38,7 @@ from reconciler.model.observed import ObservedBucket
 from reconciler.model.specs import CloudSpec
 from reconciler.providers.base import BucketRequest
 from reconciler.providers.botoerrors import error_code, mapped
+from reconciler.providers.streams import HashedParts, rejoin
 
 #: An untagged empty bucket younger than this is taken as our own half-finished create.
 ADOPT_WINDOW = timedelta(minutes=10)
@@ -392,7 +392,7 @@ class S3BucketStore:
         action = f"put object {key} into bucket {bucket}"
         with mapped(self.cloud, action):
             self._object_bucket(bucket)
-        parts = _Parts(chunks)
+        parts = HashedParts(chunks, part_size)
         blocks = iter(parts)
         first = next(blocks)
         second = next(blocks, None)
@@ -402,7 +402,7 @@ class S3BucketStore:
                 put = self.client.put_object(Bucket=bucket, Key=key, Body=first, Metadata=meta)
             return ObjectInfo(key, len(first), unquote(put["ETag"]), meta)
         with mapped(self.cloud, action):
-            made = self._multipart(bucket, key, _chain(first, second, blocks))
+            made = self._multipart(bucket, key, rejoin(first, second, blocks))
         meta = user_metadata(metadata, parts.sha256)
         with mapped(self.cloud, f"set the metadata of object {key} in bucket {bucket}"):
             etag = self._stamp(bucket, key, made, parts.size, meta)
@@ -595,39 +595,3 @@ def part_size(index: int) -> int:
 
 def _version_of(source: Mapping[str, str]) -> dict[str, str]:
     return {"VersionId": source["VersionId"]} if "VersionId" in source else {}
-
-
-def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield second
-    yield from rest
-
-
-class _Parts:
-    """A chunk stream re-cut into upload parts (``part_size``; the last one shorter, and
-    one empty part for an empty stream), hashed on the way: ``sha256`` and ``size`` are
-    final once the parts are exhausted."""
-
-    def __init__(self, chunks: Chunks, size_of: Callable[[int], int] = part_size) -> None:
-        self._chunks = chunks
-        self._size_of = size_of
-        self._sha = hashlib.sha256()
-        self.size = 0
-
-    @property
-    def sha256(self) -> str:
-        return self._sha.hexdigest()
-
-    def __iter__(self) -> Iterator[bytes]:
-        buffer, index = bytearray(), 0
-        for chunk in self._chunks:
-            self._sha.update(chunk)
-            self.size += len(chunk)
-            buffer += chunk
-            while len(buffer) >= self._size_of(index):
-                cut = self._size_of(index)
-                yield bytes(buffer[:cut])
-                del buffer[:cut]
-                index += 1
-        if buffer or index == 0:
-            yield bytes(buffer)

@@ -15,7 +15,6 @@ listings include metadata, so the bucket sync reads a copy's source ETag without
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import uuid
@@ -39,6 +38,7 @@ from reconciler.providers.azure.names import (
     encode_meta_key,
 )
 from reconciler.providers.base import BucketRequest
+from reconciler.providers.streams import HashedParts, rejoin
 
 #: Blobs up to this size are one Put Blob; larger ones are staged in blocks of this size,
 #: growing by this much every BLOCK_GROWTH blocks (Azure allows 50,000 blocks: about
@@ -178,14 +178,15 @@ class Blobs:
     ) -> ObjectInfo:
         """One Put Blob up to BLOCK_SIZE, else staged blocks and one commit."""
         blob = self._container(bucket).get_blob_client(key)
-        sha, size = hashlib.sha256(), 0
-        blocks = _blocks(chunks, sha)
+        size = 0
+        parts = HashedParts(chunks, block_size)
+        blocks = iter(parts)
         first = next(blocks)
         second = next(blocks, None)
         doing = f"writing blob {key} to container {bucket}"
         with azure_errors(self.cloud, doing):
             if second is None:
-                meta = _user_metadata(metadata, sha.hexdigest())
+                meta = _user_metadata(metadata, parts.sha256)
                 made = blob.upload_blob(
                     first,
                     blob_type="BlockBlob",
@@ -196,7 +197,7 @@ class Blobs:
                 size = len(first)
             else:
                 upload, ids = uuid.uuid4().hex, []
-                for index, block in enumerate(_chain(first, second, blocks)):
+                for index, block in enumerate(rejoin(first, second, blocks)):
                     if index >= MAX_BLOCKS:
                         raise PermanentError(
                             f"blob {key} needs more than {MAX_BLOCKS} blocks",
@@ -206,7 +207,7 @@ class Blobs:
                     ids.append(f"{upload}-{index:06d}")
                     blob.stage_block(ids[-1], block, validate_content=True)
                     size += len(block)
-                meta = _user_metadata(metadata, sha.hexdigest())
+                meta = _user_metadata(metadata, parts.sha256)
                 made = blob.commit_block_list(
                     [BlobBlock(block_id=i) for i in ids], metadata=encode_map(meta, encode_meta_key)
                 )
@@ -267,25 +268,3 @@ def _info(props: Any) -> ObjectInfo:
 def block_size(index: int) -> int:
     """Size of block ``index`` (0-based): BLOCK_SIZE, growing every BLOCK_GROWTH."""
     return BLOCK_SIZE * (1 + index // BLOCK_GROWTH)
-
-
-def _chain(first: bytes, second: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield second
-    yield from rest
-
-
-def _blocks(chunks: Chunks, sha: Any) -> Iterator[bytes]:
-    """``chunks`` re-cut into blocks of ``block_size`` (the last shorter; one empty block
-    for an empty stream), fed to ``sha`` on the way."""
-    buffer, index = bytearray(), 0
-    for chunk in chunks:
-        sha.update(chunk)
-        buffer += chunk
-        while len(buffer) >= block_size(index):
-            cut = block_size(index)
-            yield bytes(buffer[:cut])
-            del buffer[:cut]
-            index += 1
-    if buffer or index == 0:
-        yield bytes(buffer)
