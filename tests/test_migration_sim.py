@@ -242,3 +242,6 @@ def test_abort_rolls_back_to_the_source(placed: tuple[Path, Path, dict[str, str]
     assert "No migrations in flight." in listed.out
     nothing = run("migrate", "abort", "vm/default/app", str(manifests), state=trial)
     assert nothing.code == 1 and "no migration in flight" in nothing.err
+    # The same move (same source, same target: same migration id) can run again later.
+    assert apply(manifests, trial, DAY3) == 0
+    check_moved(trial, shas)

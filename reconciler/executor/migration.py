@@ -85,7 +85,10 @@ class Migration:
         self.source_id = str(p["source"]["externalId"])
         self.store, self.journal, self.plan_id = store, journal, plan_id
         self.call, self.progress, self.now = call, progress, now
-        self.record: Record = store.load(self.id) or {"key": str(action.key), "disks": {}}
+        loaded = store.load(self.id)
+        if loaded is not None and loaded.get("aborted") and p["mode"] != "abort":
+            loaded = None  # the same move, started again after a rollback: from scratch
+        self.record: Record = loaded or {"key": str(action.key), "disks": {}}
         self.disks = self._disks()
         self.transfer = Transfer(self.id, p, providers, self.record, call)
 
