@@ -8,7 +8,8 @@ pass can plan. Otherwise a scoped pass plans only the changed objects against th
 baseline (what the last full pass saw plus the results of our own calls), so a
 spec change does not wait for a whole-world pass. A pass that acted requeues the
 keys it acted on; objects in backoff are retried by the next full pass when due.
-The loop is only driven while this replica leads.
+The loop is only driven while this replica leads. Rebalancing rounds and migration
+records live in the state ConfigMap (see ``moves`` and ``state_store``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from reconciler.executor.clock import now_iso
 from reconciler.executor.engine import Settings, apply, resolve_in_flight
-from reconciler.executor.runner import ActionEvent
+from reconciler.executor.runner import ActionEvent, ApplyResult
 from reconciler.executor.world import World
 from reconciler.model.errors import ReconcilerError
 from reconciler.model.keys import ResourceKey
@@ -34,10 +35,12 @@ from reconciler.operator.desired import ClusterDesired, SchemaMemo, build_desire
 from reconciler.operator.gating import Backoff, FullPassClock, paused_filter, split_plan
 from reconciler.operator.informer import Cache, CachedObject
 from reconciler.operator.journal_store import ClusterJournal
+from reconciler.operator.moves import Moves
 from reconciler.operator.observability import Metrics
 from reconciler.operator.planning import plan_cluster
 from reconciler.operator.report import PassReport
 from reconciler.operator.scoped import Scope, plan_scoped, scope_for
+from reconciler.operator.state_store import ClusterState
 from reconciler.operator.writeback import Writer, owner_of
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,7 @@ class Controller:
         settings: Settings,
         clouds: CloudProviders,
         journal: ClusterJournal,
+        state: ClusterState,
         writer: Writer,
         metrics: Metrics,
         options: LoopOptions,
@@ -84,6 +88,8 @@ class Controller:
         self.metrics = metrics
         self.options = options
         self.stop = stop
+        self.state = state
+        self.moves = Moves(state, cache, writer, metrics, stop)
         self.backoff = Backoff()
         self.schema_memo = SchemaMemo()
         self.baseline: Baseline | None = None
@@ -201,12 +207,16 @@ class Controller:
                 self.settings.owner,
                 report,
                 self._checkpoint,
+                rounds=self.moves.rounds_for(cluster),
             )
             self._checkpoint()
             self.baseline = Baseline(world)
             self.full.planned()
             self._waiting_for_room = bool(report.result and report.result.unplaced)
-            acted = self._act(plan, world, cluster, report)
+            self.moves.planned(report)
+            acted, ok = self._act(plan, world, cluster, report)
+            if ok and not self.options.observe_only:
+                self.moves.complete(plan, report)
         except Preempted:
             return 0.0
         except ReconcilerError as exc:
@@ -214,6 +224,7 @@ class Controller:
             report.plan_error = str(exc)
             self.metrics.count_error()
             log.warning("reconcile refused", extra={"error": str(exc)})
+            self.moves.planned(report)  # the last known rounds, for status
         self._write_back(cluster, report, objects)
         self.metrics.set_objects(Counter(o.kind for o in objects))
         due = self.backoff.next_due()
@@ -236,7 +247,8 @@ class Controller:
             return None
         plan, world, cluster, report = planned
         report.observe_only = self.options.observe_only
-        acted = self._act(plan, world, cluster, report)
+        report.records = self.state
+        acted, _ = self._act(plan, world, cluster, report)
         if acted and self._waiting_for_room and any(a.type in FREES for a in plan.actions):
             self.full.due_within(0.0)  # freed room may fit what was left unplaced
         self._write_back(cluster, report, scope.objects)
@@ -251,27 +263,31 @@ class Controller:
         self.metrics.observe_reconcile(time.monotonic() - started, scope)
         return 0.0 if acted else self.full.seconds_left()
 
-    def _act(self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport) -> bool:
-        """Gate and carry out ``plan``; the keys acted on are re-checked next pass."""
+    def _act(
+        self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport
+    ) -> tuple[bool, bool]:
+        """Gate and carry out ``plan``; the keys acted on are re-checked next pass.
+        Returns (whether anything was carried out, whether all of it succeeded)."""
         runnable, held = self._gate(plan, cluster)
         for action in held:
             report.pending[action.key].append(action)
         if not runnable.actions:
-            return False
+            return False, True
         for action in runnable.actions:
             report.applying[action.key].append(action)
-        self._apply(runnable, world, cluster, report)
+        result = self._apply(runnable, world, cluster, report)
         with self._wake:
             self._dirty.update(a.key for a in runnable.actions)
-        return True
+        return True, result.ok
 
     def _gate(self, plan: Plan, cluster: ClusterDesired) -> tuple[Plan, list[Action]]:
-        """Hold back actions of paused objects and objects in backoff (all, if
-        observing only)."""
+        """Hold back actions of paused objects, objects in backoff and new migrations
+        of VMs annotated to abort (all, if observing only)."""
         if self.options.observe_only:
             return split_plan(plan, lambda _a: True)
         paused = paused_filter(cluster.paused)
-        return split_plan(plan, lambda a: paused(a) or self.backoff.waiting(a.key))
+        aborting = self.moves.held(cluster.abort)
+        return split_plan(plan, lambda a: paused(a) or aborting(a) or self.backoff.waiting(a.key))
 
     def _recover(self, cluster: ClusterDesired) -> None:
         """First pass as leader: settle calls a previous leader left in flight."""
@@ -286,7 +302,15 @@ class Controller:
         action = event.action
         if event.phase == "start":
             log.info("action start", extra={"action": action.id, "key": str(action.key)})
+        if action.type is ActionType.MIGRATE:
+            self.moves.on_event(event, report)  # may stop the migration (abort requested)
+            if event.phase in ("done", "failed") and self.baseline is not None:
+                self.baseline.invalidate()  # source and target changed: observe again
         if event.phase not in ("done", "failed", "skipped"):
+            return
+        if event.phase == "failed" and self.moves.was_interrupted(action):
+            self.metrics.count_action(action.key.kind, action.type.value, "skipped")
+            log.info("migration stopped", extra={"action": action.id, "why": event.message})
             return
         outcome = {"done": "ok"}.get(event.phase, event.phase)
         self.metrics.count_action(action.key.kind, action.type.value, outcome)
@@ -308,8 +332,10 @@ class Controller:
         if owner is not None and event.phase != "skipped":
             self.writer.action_event(owner, action, event.phase == "done", event.message)
 
-    def _apply(self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport) -> None:
-        apply(
+    def _apply(
+        self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport
+    ) -> ApplyResult:
+        return apply(
             plan,
             world,
             cluster.desired,
@@ -317,6 +343,7 @@ class Controller:
             lambda event: self._on_action(event, report),
             journal=self.journal,
             stop=self.stop,
+            migrations=self.state,
         )
 
     def _write_back(

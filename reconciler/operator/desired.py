@@ -8,7 +8,10 @@ Deletion, pause and protection are decided here, per object, before planning:
 - a paused object stays desired (so nothing depends on it vanishing) and the
   controller drops its actions from the plan;
 - an object that fails validation or references is left out *and held*: its cloud
-  resources are neither changed nor deleted, because a typo must never destroy.
+  resources are neither changed nor deleted, because a typo must never destroy;
+- a VirtualMachine (or a set, for all its replicas) annotated
+  ``reconciler.dev/migration-abort: "true"`` has its migration in flight rolled back,
+  and no new migration of it starts while the annotation stays.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from typing import Any
 
 from reconciler.manifest import load_objects, object_label
 from reconciler.model.errors import Diagnostic
-from reconciler.model.keys import API_VERSION, ResourceKey
+from reconciler.model.keys import API_VERSION, ResourceKey, replica_key
 from reconciler.model.specs import DesiredState
 from reconciler.operator.informer import CachedObject
 
 FINALIZER = "reconciler.dev/cleanup"
 PAUSED_ANNOTATION = "reconciler.dev/paused"
+ABORT_ANNOTATION = "reconciler.dev/migration-abort"
 #: Kinds whose deletion must clean up cloud resources (or, for a Cloud, wait for them).
 FINALIZED_KINDS = frozenset({"VirtualMachine", "VirtualMachineSet", "Volume", "Bucket", "Cloud"})
 
@@ -40,6 +44,8 @@ class ClusterDesired:
     paused: frozenset[ResourceKey] = frozenset()
     blocked: dict[ResourceKey, str] = field(default_factory=dict)
     deleting: dict[ResourceKey, CachedObject] = field(default_factory=dict)
+    #: VMs (a set's: its replicas) whose migration is to be rolled back, not started.
+    abort: frozenset[ResourceKey] = frozenset()
 
 
 def _vm_fields(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -53,6 +59,18 @@ def _vm_fields(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
 def is_paused(obj: CachedObject, spec: dict[str, Any]) -> bool:
     """Whether ``obj`` (whose decoded spec is ``spec``) is paused."""
     return bool(spec.get("paused")) or obj.annotations.get(PAUSED_ANNOTATION) == "true"
+
+
+def abort_keys(obj: CachedObject, spec: dict[str, Any]) -> list[ResourceKey]:
+    """The VM keys whose migration the object's abort annotation rolls back."""
+    if obj.annotations.get(ABORT_ANNOTATION) != "true":
+        return []
+    if obj.kind == "VirtualMachine":
+        return [obj.key]
+    if obj.kind == "VirtualMachineSet":
+        count = spec.get("replicas")
+        return [replica_key(obj.key, i) for i in range(count if isinstance(count, int) else 0)]
+    return []
 
 
 def to_raw(obj: CachedObject, spec: dict[str, Any]) -> dict[str, Any]:
@@ -102,9 +120,12 @@ def build_desired(
     paused: set[ResourceKey] = set()
     blocked: dict[ResourceKey, str] = {}
     deleting: dict[ResourceKey, CachedObject] = {}
+    abort: list[ResourceKey] = []
     for obj in objects:
         key, spec = obj.key, obj.spec  # decoded once per object and pass
         pause = is_paused(obj, spec)
+        if obj.annotations:
+            abort.extend(abort_keys(obj, spec))
         if obj.deletion_timestamp and obj.kind in FINALIZED_KINDS - {"Cloud"}:
             fields = _vm_fields(obj.kind, spec)
             blocker = _deletion_blocker(bool(fields.get("protect")), pause)
@@ -135,4 +156,5 @@ def build_desired(
         paused=frozenset(paused),
         blocked=blocked,
         deleting=deleting,
+        abort=frozenset(abort),
     )

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 
 from reconciler.executor.engine import plan_world
 from reconciler.executor.world import World, observe
 from reconciler.model.errors import PlanError
+from reconciler.model.keys import ResourceKey
 from reconciler.model.observed import ObservedVM
 from reconciler.model.plan import Plan
 from reconciler.operator.clouds import CloudProviders
 from reconciler.operator.desired import ClusterDesired
 from reconciler.operator.informer import CachedObject
+from reconciler.operator.migrations import effective_abort
 from reconciler.operator.report import PassReport
+
+log = logging.getLogger(__name__)
 
 
 def block_cloud_deletion(
@@ -39,8 +44,10 @@ def plan_cluster(
     owner: str,
     report: PassReport,
     checkpoint: Callable[[], None] = lambda: None,
+    rounds: Mapping[ResourceKey, str] | None = None,
 ) -> tuple[Plan, World]:
     """Credentials, observe, place and plan; fills ``report`` with what was seen.
+    ``rounds``: the rebalancing rounds completed so far (see ``plan_for_operator``).
 
     Raises PlanError when a cloud cannot be used or observed (nothing may change
     then: an unobservable cloud's VMs would look missing) or a budget is exceeded.
@@ -58,7 +65,8 @@ def plan_cluster(
     checkpoint()
     report.saw(world)
     block_cloud_deletion(cloud_objects, cluster, report)
-    return plan_for_operator(cluster, world, owner, report, checkpoint=checkpoint), world
+    plan = plan_for_operator(cluster, world, owner, report, checkpoint=checkpoint, rounds=rounds)
+    return plan, world
 
 
 def plan_for_operator(
@@ -69,10 +77,20 @@ def plan_for_operator(
     *,
     occupied: Sequence[ObservedVM] = (),
     checkpoint: Callable[[], None] = lambda: None,
+    rounds: Mapping[ResourceKey, str] | None = None,
 ) -> Plan:
     """Place and plan with the operator's rules: protected resources are kept with a
     warning (never a refused plan), invalid objects are held, deletions follow the
-    object's current spec. Sets ``report.result``."""
+    object's current spec, migrations of VMs annotated to abort are rolled back
+    (unless already switched: those finish). ``rounds`` are the completed rebalancing
+    rounds; None (a scoped pass, which does not see everything) moves nothing for
+    cost. Sets ``report.result``."""
+    abort, late = effective_abort(cluster.abort, world.inventory)
+    for key in late:
+        log.warning(
+            "migration abort requested too late: the migration already switched; finishing it",
+            extra={"key": str(key)},
+        )
     planned = plan_world(
         cluster.desired,
         world,
@@ -82,6 +100,8 @@ def plan_for_operator(
         retire_as=cluster.retire_as,
         occupied=occupied,
         checkpoint=checkpoint,
+        rounds=rounds,
+        abort=abort,
     )
     report.result = planned.result
     return planned.plan

@@ -1,5 +1,7 @@
 """``reconciler plan --cluster``: the plan the operator would carry out, made from the
-cluster's objects (read once, nothing written) so it can be reviewed beforehand."""
+cluster's objects (read once, nothing written) so it can be reviewed beforehand: with
+the rebalancing rounds the operator completed (its state ConfigMap, read only when a
+policy rebalances) and the migrations annotated to abort."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from reconciler.operator.desired import build_desired
 from reconciler.operator.gating import paused_filter, split_plan
 from reconciler.operator.informer import CachedObject
 from reconciler.operator.kube import KubeClient, load_config, resource_path
+from reconciler.operator.moves import Moves, rebalances
 from reconciler.operator.planning import plan_cluster
 from reconciler.operator.report import PassReport
+from reconciler.operator.state_store import CONFIGMAP, ClusterState
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,10 @@ def plan_from_cluster(
     namespace: str = "reconciler-system",
     kubeconfig: str | None = None,
     context: str | None = None,
+    state_name: str = CONFIGMAP,
 ) -> ClusterPlan:
-    """Plan as the operator's next pass would (paused objects' actions held back)."""
+    """Plan as the operator's next pass would (paused objects' actions held back, and
+    new migrations of VMs annotated to abort)."""
     client = KubeClient(load_config(kubeconfig, context))
     try:
         objects = list_objects(client)
@@ -49,10 +55,14 @@ def plan_from_cluster(
         report = PassReport.for_cluster(cluster)
         clouds = CloudProviders(client, namespace, settings.context)
         cloud_objects = [o for o in objects if o.kind == "Cloud"]
-        plan, _ = plan_cluster(cluster, cloud_objects, clouds, settings.owner, report)
+        rounds = ClusterState(client, namespace, state_name).rounds() if rebalances(cluster) else {}
+        plan, _ = plan_cluster(
+            cluster, cloud_objects, clouds, settings.owner, report, rounds=rounds
+        )
     finally:
         client.close()
-    runnable, held = split_plan(plan, paused_filter(cluster.paused))
+    paused, aborting = paused_filter(cluster.paused), Moves.held(cluster.abort)
+    runnable, held = split_plan(plan, lambda a: paused(a) or aborting(a))
     return ClusterPlan(
         runnable, held, cluster.invalid, {str(k): v for k, v in report.blocked.items()}
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from reconciler.executor.world import World
 from reconciler.model.cloud import CloudInfo, Offer
 from reconciler.model.errors import Diagnostic
 from reconciler.model.keys import ResourceKey, owning_set
+from reconciler.model.moves import RebalanceRound
 from reconciler.model.observed import (
     Inventory,
     Observed,
@@ -22,6 +24,12 @@ from reconciler.model.plan import Action
 from reconciler.operator.desired import ClusterDesired
 
 
+class MigrationLookup(Protocol):
+    """Where status reads a migration's record (the state ConfigMap); never raises."""
+
+    def cached(self, migration_id: str) -> dict[str, Any] | None: ...
+
+
 @dataclass
 class PassReport:
     """Everything status needs, gathered by the controller; read-only afterwards.
@@ -29,6 +37,9 @@ class PassReport:
     ``pending`` are actions planned for a key but not carried out in this pass
     (observe-only, paused, or left for the next pass); ``failed`` holds the error of
     an action that was tried; ``applying`` the keys with actions carried out now.
+    ``abort`` are the VMs annotated to roll their migration back; ``rounds`` each
+    BrokerPolicy's rebalancing round (None: not known in this pass); ``records`` where
+    migration records are read.
     """
 
     inventory: Inventory = field(default_factory=Inventory)
@@ -44,6 +55,9 @@ class PassReport:
     cloud_errors: dict[str, str] = field(default_factory=dict)
     plan_error: str = ""
     observe_only: bool = False
+    abort: frozenset[ResourceKey] = frozenset()
+    rounds: Mapping[ResourceKey, RebalanceRound] | None = None
+    records: MigrationLookup | None = None
     _by_key: dict[ResourceKey, list[Observed]] | None = None
 
     @classmethod
@@ -54,6 +68,7 @@ class PassReport:
             paused=set(cluster.paused),
             blocked=dict(cluster.blocked),
             observe_only=observe_only,
+            abort=cluster.abort,
         )
 
     def saw(self, world: World) -> None:

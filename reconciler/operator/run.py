@@ -30,6 +30,7 @@ from reconciler.operator.journal_store import ClusterJournal
 from reconciler.operator.kube import KubeClient, load_config
 from reconciler.operator.leader import LeaderElector
 from reconciler.operator.observability import HealthServer, Metrics, setup_logging
+from reconciler.operator.state_store import ClusterState, state_name_for
 from reconciler.operator.writeback import Writer
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class OperatorOptions:
     identity: str = ""
     lease_name: str = "reconciler-leader"
     journal_name: str = "reconciler-journal"
+    #: The ConfigMap of rebalancing rounds and migration records ("": derived from
+    #: ``journal_name``, see ``state_store.state_name_for``).
+    state_name: str = ""
     lease_duration: float = 10.0
     renew_deadline: float = 7.0
     retry_period: float = 2.0
@@ -113,6 +117,7 @@ def run_operator(opts: OperatorOptions) -> int:
         settings,
         CloudProviders(client, opts.namespace, settings.context),
         ClusterJournal(client, opts.namespace, opts.journal_name),
+        ClusterState(client, opts.namespace, opts.state_name or state_name_for(opts.journal_name)),
         Writer(client, events),
         metrics,
         LoopOptions(resync=opts.resync, observe_only=opts.observe_only),

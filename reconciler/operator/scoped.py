@@ -13,7 +13,9 @@ what couples them in the planner:
 
 Every other recorded VM keeps its capacity and spread slots (``occupied``). A change
 to any other kind, a VM under a budgeted policy (a budget sums every VM using the
-policy), or a scope larger than ``MAX_SCOPE`` needs a full pass instead.
+policy), a plan that migrates (a policy's disruption budget and rounds count every
+migration), a VM annotated to abort its migration, or a scope larger than
+``MAX_SCOPE`` needs a full pass instead. A scoped pass never moves a VM for cost (``rounds=None``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 
 from reconciler.executor.world import World
 from reconciler.model.keys import ResourceKey, owning_set, replica_key
-from reconciler.model.plan import Plan
+from reconciler.model.plan import ActionType, Plan
 from reconciler.model.specs import DesiredState
 from reconciler.operator.baseline import Baseline
 from reconciler.operator.desired import ClusterDesired, build_desired
@@ -143,11 +145,13 @@ def plan_scoped(
     shared = [obj for kind in SHARED_KINDS for obj in cache.objects(kind)]
     cluster = build_desired([*scope.objects, *shared])
     desired = cluster.desired
-    if _budgeted(desired):
+    if _budgeted(desired) or cluster.abort & scope.keys:
         return None
     keys = scope.keys | set(desired.vms) | set(desired.volumes) | set(desired.buckets)
     world = World(baseline.providers, baseline.clouds, baseline.offers, baseline.inventory(keys))
     report = PassReport.for_cluster(cluster)
     report.saw(world)
     plan = plan_for_operator(cluster, world, owner, report, occupied=baseline.occupied(keys))
+    if any(a.type is ActionType.MIGRATE for a in plan.actions):
+        return None
     return plan, world, cluster, report

@@ -5,7 +5,9 @@ True when the cloud resources exist as declared, Unknown while changes are being
 applied, False when something is wrong (with a reason saying what). ``Synced`` is
 True when no change is pending; ``Placed`` (VMs) when the broker found an offer.
 Conditions keep their ``lastTransitionTime`` while their status does not change, so
-an unchanged object produces an identical status and no write.
+an unchanged object produces an identical status and no write. A VM moving to another
+cloud is ``Migrating`` (Ready Unknown) and shows ``status.migration``; a BrokerPolicy
+shows its rebalancing round (see ``migrations``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from reconciler.model.keys import ResourceKey, replica_key
 from reconciler.model.placement import Candidate
 from reconciler.model.plan import Action
 from reconciler.model.specs import PowerState
+from reconciler.operator.desired import ABORT_ANNOTATION
 from reconciler.operator.informer import CachedObject
+from reconciler.operator.migrations import (
+    MigrationView,
+    current_vm,
+    current_volume,
+    is_start,
+    migration_view,
+    rebalance_status,
+)
 from reconciler.operator.report import PassReport
 
 MAX_CANDIDATES = 12
@@ -56,8 +67,11 @@ def label(obj: CachedObject) -> str:
     return object_label(obj.kind, obj.namespace, obj.name)
 
 
-def sync_condition(obj: CachedObject, key: ResourceKey, rep: PassReport) -> Condition:
-    """Synced, and the most important reason it is not (``key`` may be a replica's)."""
+def sync_condition(
+    obj: CachedObject, key: ResourceKey, rep: PassReport, view: MigrationView | None = None
+) -> Condition:
+    """Synced, and the most important reason it is not (``key`` may be a replica's;
+    ``view`` its migration in flight)."""
     gen = obj.generation
     if label(obj) in rep.invalid:
         text = "; ".join(f"{d.path}: {d.message}" for d in rep.invalid[label(obj)])
@@ -72,6 +86,12 @@ def sync_condition(obj: CachedObject, key: ResourceKey, rep: PassReport) -> Cond
         pending = rep.pending.get(key, [])
         text = f"paused; would: {_describe(pending)}" if pending else "paused; no drift"
         return condition("Synced", "False", "Paused", text, gen)
+    if view is not None:
+        return condition("Synced", "False", "Migrating", view.message(), gen)
+    held = [a for a in rep.pending.get(key, ()) if is_start(a)] if key in rep.abort else []
+    if held:
+        text = f"{ABORT_ANNOTATION} is set, so no migration starts; would: {_describe(held)}"
+        return condition("Synced", "False", "MigrationHeld", text, gen)
     if rep.pending.get(key):
         reason = "DriftDetected" if rep.observe_only else "Pending"
         return condition("Synced", "False", reason, _describe(rep.pending[key]), gen)
@@ -81,12 +101,13 @@ def sync_condition(obj: CachedObject, key: ResourceKey, rep: PassReport) -> Cond
 
 
 def ready_from_sync(sync: Condition, exists: bool, what: str, gen: int) -> Condition:
-    """Ready derived from Synced and whether the resource exists as declared."""
-    if sync["status"] == "True":
+    """Ready derived from Synced and whether the resource exists as declared (a held
+    migration leaves it as available as it was)."""
+    if sync["status"] == "True" or sync["reason"] == "MigrationHeld":
         if exists:
             return condition("Ready", "True", "Available", what, gen)
         return condition("Ready", "False", "NotFound", "not found in any cloud", gen)
-    if sync["reason"] in ("Applying", "Pending"):
+    if sync["reason"] in ("Applying", "Pending", "Migrating"):
         return condition("Ready", "Unknown", sync["reason"], sync["message"], gen)
     return condition("Ready", "False", sync["reason"], sync["message"], gen)
 
@@ -100,10 +121,10 @@ def replica_status(
 ) -> dict[str, Any]:
     """A VM's status; for a set's replica ``obj`` is the set and ``spec`` its template."""
     gen = obj.generation
-    sync = sync_condition(obj, key, rep)
-    found = rep.vms(key)
+    view = migration_view(key, rep)
+    sync = sync_condition(obj, key, rep, view)
     want = PowerState(spec.get("powerState", "Running"))
-    vm = found[0] if found else None
+    vm = current_vm(rep.vms(key))
     exists = vm is not None and vm.power_state is want
     what = f"{want.value} on {vm.cloud} as {vm.instance_type}" if vm else ""
     conditions = [ready_from_sync(sync, exists, what, gen), sync]
@@ -133,6 +154,8 @@ def replica_status(
         }
     if candidates:
         status["candidates"] = [_candidate(c) for c in candidates[:MAX_CANDIDATES]]
+    if view is not None:
+        status["migration"] = view.status()
     status["conditions"] = conditions
     return status
 
@@ -180,12 +203,14 @@ def volume_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
     sync = sync_condition(obj, obj.key, rep)
     found = rep.volumes(obj.key)
     status: dict[str, Any] = {"observedGeneration": gen}
-    if found:
-        vol = found[0]
+    attach_to = obj.spec.get("attachTo")
+    owner = ResourceKey("VirtualMachine", obj.namespace, attach_to) if attach_to else None
+    vol = current_volume(found, current_vm(rep.vms(owner)) if owner else None)
+    if vol is not None:
         status.update(cloud=vol.cloud, externalId=vol.external_id)
         if vol.attached_to:
             status["attachedTo"] = vol.attached_to
-    what = f"{found[0].size_gib} GiB on {found[0].cloud}" if found else ""
+    what = f"{vol.size_gib} GiB on {vol.cloud}" if vol else ""
     status["conditions"] = [ready_from_sync(sync, bool(found), what, gen), sync]
     return status
 
@@ -231,15 +256,19 @@ def cloud_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
 
 
 def accepted_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
-    """Policies and Images: Ready when they are valid and usable."""
+    """Policies and Images: Ready when they are valid and usable; a policy also shows
+    its rebalancing round when known."""
     gen = obj.generation
     sync = sync_condition(obj, obj.key, rep)
     if sync["reason"] in ("PlanRefused", "Pending", "Applying"):
         sync = condition("Synced", "True", "Accepted", "valid", gen)
-    return {
-        "observedGeneration": gen,
-        "conditions": [ready_from_sync(sync, True, "valid", gen), sync],
-    }
+    status: dict[str, Any] = {"observedGeneration": gen}
+    found = rep.rounds.get(obj.key) if rep.rounds is not None else None
+    rebalance = rebalance_status(found) if found is not None else None
+    if rebalance is not None:
+        status["rebalance"] = rebalance
+    status["conditions"] = [ready_from_sync(sync, True, "valid", gen), sync]
+    return status
 
 
 _BY_KIND = {
@@ -269,8 +298,7 @@ def vm_signature(obj: CachedObject, rep: PassReport) -> tuple[object, ...]:
     """Everything a VM's status is computed from: equal signatures, equal status, so a
     converged pass skips the work (and the write) for each of 10k unchanged VMs."""
     key = obj.key
-    found = rep.vms(key)
-    vm = found[0] if found else None
+    vm = current_vm(rep.vms(key))
     placed = rep.result.placements.get(key) if rep.result else None
     unplaced = rep.result.unplaced.get(key) if rep.result else None
     return (
@@ -287,6 +315,8 @@ def vm_signature(obj: CachedObject, rep: PassReport) -> tuple[object, ...]:
         key in rep.paused,
         tuple(a.id for a in rep.pending.get(key, ())),
         tuple(a.id for a in rep.applying.get(key, ())),
+        migration_view(key, rep),
+        key in rep.abort,
         rep.observe_only,
         tuple(sorted(c.get("type", "") for c in obj.status.get("conditions") or ())),
     )

@@ -2,7 +2,9 @@
 
 Every write is a merge patch of only what changed, with the resourceVersion as a
 precondition where a lost update would matter (finalizer lists). A status equal to
-the one already stored is not written, so a converged cluster costs no writes.
+the one already stored is not written, so a converged cluster costs no writes; an
+optional field a new status lacks is removed with an explicit null (a merge patch
+would otherwise keep it, and the status would differ forever).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from reconciler.operator.events import EventRecorder, ObjectRef
 from reconciler.operator.informer import Cache, CachedObject, status_digest
 from reconciler.operator.kube import Conflict, KubeClient, KubeError, NotFound, resource_path
 from reconciler.operator.report import PassReport
-from reconciler.operator.status import desired_status, vm_signature
+from reconciler.operator.status import desired_status, label, vm_signature
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,12 @@ EVENT_REASONS = {
     ActionType.FORGET: "Forgotten",
     ActionType.ATTACH: "Attached",
     ActionType.DETACH: "Detached",
+}
+#: Optional top-level status fields per kind, removed when a new status lacks them.
+OPTIONAL_STATUS = {
+    "VirtualMachine": ("placement", "candidates", "migration"),
+    "Volume": ("cloud", "externalId", "attachedTo"),
+    "BrokerPolicy": ("rebalance",),
 }
 #: Synced reasons worth an Event when an object enters them.
 WARN_REASONS = frozenset({"InvalidSpec", "DeletionBlocked", "PlanRefused", "CloudUnavailable"})
@@ -98,7 +106,12 @@ class Writer:
     ) -> dict[str, object] | None:
         """The status to write for ``obj``, or None when the stored one is current
         (VMs whose inputs did not change since the last pass are not even recomputed).
-        Pure computation: the controller runs it on its own thread."""
+        Pure computation: the controller runs it on its own thread. A rebalancing
+        policy is left alone while its round is not known (a pass that could not plan)."""
+        if obj.kind == "BrokerPolicy" and rep.rounds is None and label(obj) not in rep.invalid:
+            interval = (obj.spec.get("rebalance") or {}).get("interval", "Never")
+            if interval != "Never":
+                return None
         signature = vm_signature(obj, rep) if obj.kind == "VirtualMachine" else None
         if signature is not None and self._signatures.get(obj.key) == signature:
             return None
@@ -112,8 +125,9 @@ class Writer:
     def patch_status(self, obj: CachedObject, status: dict[str, object]) -> bool:
         """Write ``status`` (and a Warning Event when Synced enters a warning reason)."""
         self._warn_on_transition(obj, status)
+        body = {**dict.fromkeys(OPTIONAL_STATUS.get(obj.kind, ())), **status}
         try:
-            self.client.merge_patch(_path(obj, "status"), {"status": status})
+            self.client.merge_patch(_path(obj, "status"), {"status": body})
             return True
         except NotFound:
             return False
@@ -140,9 +154,30 @@ class Writer:
     def action_event(self, obj: CachedObject, action: Action, ok: bool, message: str) -> None:
         """One Event per carried-out action: Normal on success, Warning on failure."""
         where = f"{action.key} on {action.cloud}"
-        if ok:
+        if ok and action.type is ActionType.MIGRATE:
+            self._migration_event(obj, action)
+        elif ok:
             reason = EVENT_REASONS.get(action.type, "Changed")
             self.events.record(ref_of(obj), "Normal", reason, f"{where}: {action.reason}")
         else:
             text = f"{action.type.value} {where} failed: {message}"
             self.events.record(ref_of(obj), "Warning", "ActionFailed", text)
+
+    def migration_started(self, obj: CachedObject, action: Action) -> None:
+        """The Event of a migration that starts (a resumed one started earlier)."""
+        p = action.params
+        text = (
+            f"migration {p['migrationId']} of {action.key} from {p['source']['cloud']} to "
+            f"{p['target']['cloud']} started: {action.reason}"
+        )
+        self.events.record(ref_of(obj), "Normal", "MigrationStarted", text)
+
+    def _migration_event(self, obj: CachedObject, action: Action) -> None:
+        p = action.params
+        ident, source, target = p["migrationId"], p["source"]["cloud"], p["target"]["cloud"]
+        if p.get("mode") == "abort":
+            text = f"migration {ident} of {action.key} rolled back: it runs on {source} again"
+            self.events.record(ref_of(obj), "Normal", "MigrationAborted", text)
+        else:
+            text = f"migration {ident} of {action.key} finished: moved from {source} to {target}"
+            self.events.record(ref_of(obj), "Normal", "Migrated", text)

@@ -43,5 +43,5 @@ def env(kube: KubeServer, namespace: str, tmp_path: Path) -> Iterator[Env]:
     finally:
         for op in e.operators:
             op.close()
-        cleanup(kube, namespace, [e.cloud])
+        cleanup(kube, namespace, [e.cloud, *e.clouds])
         e.admin.close()

@@ -33,11 +33,15 @@ class Env:
         self.state = tmp / "state"
         self.admin: KubeClient = kube.admin_client()
         self.operators: list[Operator] = []
+        self.clouds: list[str] = []  # more Clouds the test made (removed afterwards)
 
-    def operator(self, *extra: str, identity: str = "") -> Operator:
-        op = Operator(self.kube, self.state, self.ns, *extra, identity=identity)
+    def operator(
+        self, *extra: str, identity: str = "", env: dict[str, str] | None = None, wait: bool = True
+    ) -> Operator:
+        """Start an operator (``env``: extra environment; ``wait``: until ready)."""
+        op = Operator(self.kube, self.state, self.ns, *extra, identity=identity, env=env)
         self.operators.append(op)
-        return op.start()
+        return op.start(wait)
 
     def basics(self, **cloud_spec: object) -> None:
         create(self.admin, cloud_body(self.cloud, **cloud_spec))
@@ -57,8 +61,17 @@ class Env:
 class Operator:
     """One operator process (authenticated as the RBAC-limited operator user)."""
 
-    def __init__(self, kube: KubeServer, state: Path, tag: str, *extra: str, identity: str = ""):
+    def __init__(
+        self,
+        kube: KubeServer,
+        state: Path,
+        tag: str,
+        *extra: str,
+        identity: str = "",
+        env: dict[str, str] | None = None,
+    ):
         self.kube = kube
+        self.env = dict(env or {})
         self.state = state
         self.identity = identity or f"op-{secrets.token_hex(3)}"
         self.port = free_port()
@@ -78,12 +91,13 @@ class Operator:
         ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Operator:
+    def start(self, wait: bool = True) -> Operator:
         log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        wait_for(lambda: self.http("/readyz") == "ok", 30, f"{self.identity} ready")
+        if wait:
+            wait_for(lambda: self.http("/readyz") == "ok", 30, f"{self.identity} ready")
         return self
 
     def http(self, path: str) -> str | None:
@@ -199,6 +213,25 @@ def sim_resources(state: Path, cloud: str, kind: str = "vm") -> list[SimResource
     try:
         with world.reading():
             return [r for r in world.resources(cloud) if r.kind == kind]
+    finally:
+        world.close()
+
+
+def sim_all(state: Path) -> list[SimResource]:
+    """Every resource of every simulated cloud (VMs, volumes, buckets, objects, images)."""
+    world = SimWorld((state / WORLD_DIR).resolve())
+    try:
+        with world.reading():
+            return list(world.resources())
+    finally:
+        world.close()
+
+
+def sim_write_disk(state: Path, rid: str, data: bytes) -> str:
+    """Append ``data`` to a simulated VM's or volume's disk; returns its new SHA-256."""
+    world = SimWorld((state / WORLD_DIR).resolve())
+    try:
+        return world.write_disk(rid, data)
     finally:
         world.close()
 
