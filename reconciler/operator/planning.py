@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
+from reconciler.executor.copies import with_bucket_drift
 from reconciler.executor.engine import plan_world
 from reconciler.executor.world import World, observe
 from reconciler.model.errors import PlanError
@@ -61,7 +62,7 @@ def plan_cluster(
             "cannot use these clouds, so nothing is changed:\n  - "
             + "\n  - ".join(f"{name}: {why}" for name, why in sorted(errors.items()))
         )
-    world = observe(clouds.providers(desired.clouds, creds))
+    world = with_bucket_drift(desired, observe(clouds.providers(desired.clouds, creds)))
     checkpoint()
     report.saw(world)
     block_cloud_deletion(cloud_objects, cluster, report)
