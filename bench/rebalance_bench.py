@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reconciler.broker import RebalanceContext, place  # noqa: E402
-from reconciler.model.cloud import Capability, CloudInfo, Offer  # noqa: E402
-from reconciler.model.keys import TAG_KEY, TAG_OWNER, TAG_PLACED_AT, ResourceKey  # noqa: E402
-from reconciler.model.observed import CloudInventory, Inventory, ObservedVM  # noqa: E402
-from reconciler.model.specs import (  # noqa: E402
+from reconciler.broker import RebalanceContext, place
+from reconciler.model.cloud import Capability, CloudInfo, Offer
+from reconciler.model.keys import TAG_KEY, TAG_OWNER, TAG_PLACED_AT, ResourceKey
+from reconciler.model.observed import CloudInventory, Inventory, ObservedVM
+from reconciler.model.specs import (
     DesiredState,
     PolicySpec,
     PowerState,
