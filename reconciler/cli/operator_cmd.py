@@ -76,6 +76,14 @@ NAMESPACE = click.option(
     help="Seconds between full passes that catch drift and price changes.",
 )
 @click.option(
+    "--max-postpone",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds a due full pass may restart to let changes through first; after that "
+    "changes are served inside it.",
+)
+@click.option(
     "--observe-only",
     is_flag=True,
     help="Report drift in status and Events; change nothing in any cloud.",
@@ -100,6 +108,7 @@ def operator_command(
     renew_deadline: float,
     retry_period: float,
     resync: float,
+    max_postpone: float,
     observe_only: bool,
     parallelism: int,
     log_level: str,
@@ -123,6 +132,7 @@ def operator_command(
         renew_deadline=renew_deadline,
         retry_period=retry_period,
         resync=resync,
+        max_postpone=max_postpone,
         observe_only=observe_only,
         parallelism=parallelism,
         log_level=log_level,

@@ -34,6 +34,7 @@ from reconciler.operator.clouds import CloudProviders
 from reconciler.operator.desired import ClusterDesired, SchemaMemo, build_desired
 from reconciler.operator.gating import Backoff, FullPassClock, paused_filter, split_plan
 from reconciler.operator.informer import Cache, CachedObject
+from reconciler.operator.inline import InlineChanges
 from reconciler.operator.journal_store import ClusterJournal
 from reconciler.operator.moves import Moves
 from reconciler.operator.observability import Metrics
@@ -61,6 +62,8 @@ class Preempted(Exception):
 class LoopOptions:
     debounce: float = 0.05
     resync: float = 60.0
+    #: How long a due full pass may restart to let changes through (FullPassClock).
+    max_postpone: float = 30.0
     observe_only: bool = False
 
 
@@ -100,7 +103,9 @@ class Controller:
         self.activity = 0
         self._trimmed_at = 0
         self._recovered = False
-        self.full = FullPassClock()
+        self.full = FullPassClock(max_postpone=options.max_postpone)
+        self.inline = InlineChanges()
+        self._in_full_act = False
         self._waiting_for_room = False  # the last full pass left VMs unplaced
 
     # -- triggering -----------------------------------------------------------------
@@ -179,16 +184,38 @@ class Controller:
 
     def _checkpoint(self) -> None:
         """Between the steps of a full pass: give way to changes a scoped pass can
-        plan now (the full pass runs right after; see FullPassClock)."""
+        plan now (the full pass runs right after; see FullPassClock), or, once it may
+        not give way any more, serve them here (see inline.py)."""
         with self._wake:
             dirty = set(self._dirty)
-        if not self.full.may_postpone() or self._scope(dirty) is None:
+        if not dirty:
             return
-        self.full.postpone()
-        log.debug("full pass gives way", extra={"changed": len(dirty)})
-        raise Preempted
+        if self.full.may_postpone():
+            if self._scope(dirty) is None:
+                return
+            self.full.postpone()
+            log.debug("full pass gives way", extra={"changed": len(dirty)})
+            raise Preempted
+        base = self.baseline
+        scope = scope_for(dirty, self.cache, base) if base is not None and base.valid else None
+        if scope is None:
+            return
+        with self._wake:
+            self._dirty -= scope.keys
+        self.inline.served(scope.keys)
+        log.info("change served inside a full pass", extra={"changed": len(scope.keys)})
+        if self._scoped_pass(scope) is None:
+            with self._wake:
+                self._dirty |= scope.keys  # needs a full pass: the next one
 
     def _full_pass(self) -> float:
+        self.inline.begin()
+        try:
+            return self._full_pass_inner()
+        finally:
+            self.inline.end()
+
+    def _full_pass_inner(self) -> float:
         started = time.monotonic()
         objects = self.cache.objects()
         if self.writer.add_finalizers(objects):
@@ -211,10 +238,15 @@ class Controller:
             )
             self._checkpoint()
             self.baseline = Baseline(world)
+            self.inline.fold_into(self.baseline)
             self.full.planned()
             self._waiting_for_room = bool(report.result and report.result.unplaced)
             self.moves.planned(report)
-            acted, ok = self._act(plan, world, cluster, report)
+            self._in_full_act = True
+            try:
+                acted, ok = self._act(plan, world, cluster, report)
+            finally:
+                self._in_full_act = False
             if ok and not self.options.observe_only:
                 self.moves.complete(plan, report)
         except Preempted:
@@ -225,7 +257,8 @@ class Controller:
             self.metrics.count_error()
             log.warning("reconcile refused", extra={"error": str(exc)})
             self.moves.planned(report)  # the last known rounds, for status
-        self._write_back(cluster, report, objects)
+        served = [o for o in objects if not self.inline.covers(o.key)]
+        self._write_back(cluster, report, served)
         self.metrics.set_objects(Counter(o.kind for o in objects))
         due = self.backoff.next_due()
         self.full.finished(self.options.resync, due)
@@ -287,7 +320,11 @@ class Controller:
             return split_plan(plan, lambda _a: True)
         paused = paused_filter(cluster.paused)
         aborting = self.moves.held(cluster.abort)
-        return split_plan(plan, lambda a: paused(a) or aborting(a) or self.backoff.waiting(a.key))
+        inline = self.inline.covers if self._in_full_act else lambda _k: False
+        return split_plan(
+            plan,
+            lambda a: paused(a) or aborting(a) or self.backoff.waiting(a.key) or inline(a.key),
+        )
 
     def _recover(self, cluster: ClusterDesired) -> None:
         """First pass as leader: settle calls a previous leader left in flight."""
@@ -306,6 +343,7 @@ class Controller:
             self.moves.on_event(event, report)  # may stop the migration (abort requested)
             if event.phase in ("done", "failed") and self.baseline is not None:
                 self.baseline.invalidate()  # source and target changed: observe again
+                self.inline.outcome(action, None, False)
         if event.phase not in ("done", "failed", "skipped"):
             return
         if event.phase == "failed" and self.moves.was_interrupted(action):
@@ -315,6 +353,7 @@ class Controller:
         outcome = {"done": "ok"}.get(event.phase, event.phase)
         self.metrics.count_action(action.key.kind, action.type.value, outcome)
         if event.phase == "failed":
+            self.inline.outcome(action, None, False)
             if self.baseline is not None:
                 self.baseline.invalidate()  # the call's effect is unknown: observe again
             report.failed[action.key] = event.message
@@ -326,6 +365,7 @@ class Controller:
         elif event.phase == "done":
             if self.baseline is not None:
                 self.baseline.record(action, event.observed)
+            self.inline.outcome(action, event.observed, True)
             self.backoff.succeeded(action.key)
             log.info("action done", extra={"action": action.id, "cloud": action.cloud})
         owner = owner_of(self.cache, action.key)

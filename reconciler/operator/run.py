@@ -54,6 +54,7 @@ class OperatorOptions:
     renew_deadline: float = 7.0
     retry_period: float = 2.0
     resync: float = 60.0
+    max_postpone: float = 30.0
     observe_only: bool = False
     parallelism: int = 8
     log_level: str = "info"
@@ -120,7 +121,9 @@ def run_operator(opts: OperatorOptions) -> int:
         ClusterState(client, opts.namespace, opts.state_name or state_name_for(opts.journal_name)),
         Writer(client, events),
         metrics,
-        LoopOptions(resync=opts.resync, observe_only=opts.observe_only),
+        LoopOptions(
+            resync=opts.resync, max_postpone=opts.max_postpone, observe_only=opts.observe_only
+        ),
         stop,
     )
     informers = start_informers(client, KINDS, cache, ChangeFilter(cache, controller), stop)

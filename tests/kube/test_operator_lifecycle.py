@@ -3,6 +3,8 @@ pause, observe-only; status, Events and metrics."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from kube.ophelp import Env, cond, events_for, get, wait_condition, wait_for
@@ -143,3 +145,27 @@ def test_a_converged_cluster_costs_no_status_writes(env: Env) -> None:
     passes = op.metric(full, scope="full")
     wait_for(lambda: op.metric(full, scope="full") >= passes + 2, 20, "two more resyncs")
     assert op.metric("reconciler_status_writes_total") == writes
+
+
+def test_changes_are_served_inside_full_passes_that_may_not_give_way(env: Env) -> None:
+    """With full passes back to back and no postponing (--resync 0.05 --max-postpone 0)
+    and a slow cloud (each listing takes 300 ms), spec changes arriving during a full
+    pass are carried out at its checkpoints: every resize happens once, and the full pass
+    neither repeats nor reverts it."""
+    env.basics(simulation={"latencyMs": 300})
+    names = [f"w{i}" for i in range(8)]
+    for name in names:
+        env.vm(name)
+    op = env.operator("--resync", "0.05", "--max-postpone", "0")
+    for name in names:
+        wait_condition(env.admin, "VirtualMachine", env.ns, name, "Ready", "True")
+    for name in names:
+        env.admin.merge_patch(env.path(name), {"spec": {"resources": {"vcpus": 4, "memoryGiB": 8}}})
+        time.sleep(0.4)
+    wait_for(lambda: sum(v.vcpus == 4 for v in env.vms()) == len(names), 90, "all resized")
+    for name in names:
+        wait_condition(env.admin, "VirtualMachine", env.ns, name, "Ready", "True")
+    assert len(env.vms()) == len(names)  # nothing created twice
+    assert all(v.vcpus == 4 for v in env.vms())  # and nothing reverted
+    assert "change served inside a full pass" in op.logs()
+    assert op.terminate() == 0
