@@ -18,10 +18,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from reconciler.executor.clock import now_iso
 from reconciler.executor.engine import Settings, apply, resolve_in_flight
 from reconciler.executor.runner import ActionEvent, ApplyResult
 from reconciler.executor.world import World
@@ -42,14 +40,16 @@ from reconciler.operator.planning import plan_cluster
 from reconciler.operator.report import PassReport
 from reconciler.operator.scoped import Scope, plan_scoped, scope_for
 from reconciler.operator.state_store import ClusterState
-from reconciler.operator.writeback import Writer, owner_of
+from reconciler.operator.writeback import Writer, owner_of, write_back
 
 log = logging.getLogger(__name__)
-#: Status PATCHes in flight at once (the client's connection pool holds 16).
-STATUS_WRITERS = 8
 #: After a pass, once this long passes with nothing to do, free heap pages go back to
 #: the kernel (the watch events that follow a burst of status writes are garbage too).
 IDLE_TRIM_SECONDS = 1.0
+#: After this many of our own changes were folded into the baseline since the last full
+#: pass, the first idle second brings the next full pass forward: a burst is verified
+#: against the clouds soon, and the memory its bookkeeping fragmented is given back.
+CONSOLIDATE_AFTER = 1000
 #: Actions that can free capacity, offer availability or spread slots.
 FREES = frozenset({ActionType.DELETE, ActionType.FORGET, ActionType.UPDATE, ActionType.REPLACE})
 
@@ -106,6 +106,7 @@ class Controller:
         self.full = FullPassClock(max_postpone=options.max_postpone)
         self.inline = InlineChanges()
         self._in_full_act = False
+        self._folded = 0  # our changes folded into the baseline since it was observed
         self._waiting_for_room = False  # the last full pass left VMs unplaced
 
     # -- triggering -----------------------------------------------------------------
@@ -131,6 +132,10 @@ class Controller:
             if self.activity == seen != self._trimmed_at:
                 memory.trim()
                 self._trimmed_at = seen
+                if self._folded >= CONSOLIDATE_AFTER:
+                    self._folded = 0
+                    self.full.due_within(0.0)
+                    break
         self.stop.wait(self.options.debounce)  # let a burst of changes arrive
         with self._wake:
             dirty, self._dirty, self._poked = self._dirty, set(), False
@@ -239,6 +244,7 @@ class Controller:
             self._checkpoint()
             self.baseline = Baseline(world)
             self.inline.fold_into(self.baseline)
+            self._folded = 0
             self.full.planned()
             self._waiting_for_room = bool(report.result and report.result.unplaced)
             self.moves.planned(report)
@@ -365,6 +371,7 @@ class Controller:
         elif event.phase == "done":
             if self.baseline is not None:
                 self.baseline.record(action, event.observed)
+                self._folded += 1
             self.inline.outcome(action, event.observed, True)
             self.backoff.succeeded(action.key)
             log.info("action done", extra={"action": action.id, "cloud": action.cloud})
@@ -389,28 +396,6 @@ class Controller:
     def _write_back(
         self, cluster: ClusterDesired, report: PassReport, objects: list[CachedObject]
     ) -> None:
-        """Status of ``objects`` as cached now (computed here, written in parallel;
-        stops early on SIGTERM), then the finalizers of objects whose cloud resources
-        are gone."""
-        now = now_iso()
-        current = (self.cache.get(o.key) for o in objects)
-        live = [o for o in current if o is not None and o.key not in cluster.deleting]
-
-        updates = []
-        for obj in live:
-            status = self.writer.status_update(obj, report, now)
-            if status is not None:
-                updates.append((obj, status))
-
-        def write(update: tuple[CachedObject, dict[str, object]]) -> None:
-            if not self.stop.is_set() and self.writer.patch_status(*update):
-                self.metrics.count_status_write()
-
-        if updates:
-            with ThreadPoolExecutor(max_workers=STATUS_WRITERS) as pool:
-                list(pool.map(write, updates))
-        if report.plan_error or not report.clouds or self.stop.is_set():
-            return  # without a full observation, never conclude that resources are gone
-        for key, obj in cluster.deleting.items():
-            if not report.has_resources(key) and not report.applying.get(key):
-                self.writer.remove_finalizer(obj)
+        written = write_back(self.writer, self.cache, cluster.deleting, report, objects, self.stop)
+        for _ in range(written):
+            self.metrics.count_status_write()

@@ -10,8 +10,11 @@ would otherwise keep it, and the status would differ forever).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
+from reconciler.executor.clock import now_iso
 from reconciler.model.keys import ResourceKey, owning_set
 from reconciler.model.plan import Action, ActionType
 from reconciler.operator.desired import FINALIZED_KINDS, FINALIZER
@@ -181,3 +184,42 @@ class Writer:
         else:
             text = f"migration {ident} of {action.key} finished: moved from {source} to {target}"
             self.events.record(ref_of(obj), "Normal", "Migrated", text)
+
+
+#: Status PATCHes in flight at once (the client's connection pool holds 16).
+STATUS_WRITERS = 8
+
+
+def write_back(
+    writer: Writer,
+    cache: Cache,
+    deleting: Mapping[ResourceKey, CachedObject],
+    report: PassReport,
+    objects: Iterable[CachedObject],
+    stop: threading.Event,
+) -> int:
+    """Status of ``objects`` as cached now (computed here, written in parallel; stops
+    early on ``stop``), then the finalizers of objects being deleted whose cloud
+    resources are gone. Returns how many statuses were written."""
+    now = now_iso()
+    current = (cache.get(o.key) for o in objects)
+    live = [o for o in current if o is not None and o.key not in deleting]
+    updates = []
+    for obj in live:
+        status = writer.status_update(obj, report, now)
+        if status is not None:
+            updates.append((obj, status))
+
+    def write(update: tuple[CachedObject, dict[str, object]]) -> bool:
+        return not stop.is_set() and writer.patch_status(*update)
+
+    written = 0
+    if updates:
+        with ThreadPoolExecutor(max_workers=STATUS_WRITERS) as pool:
+            written = sum(pool.map(write, updates))
+    if report.plan_error or not report.clouds or stop.is_set():
+        return written  # without a full observation, never conclude that resources are gone
+    for key, obj in deleting.items():
+        if not report.has_resources(key) and not report.applying.get(key):
+            writer.remove_finalizer(obj)
+    return written
