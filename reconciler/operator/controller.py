@@ -46,9 +46,10 @@ log = logging.getLogger(__name__)
 #: After a pass, once this long passes with nothing to do, free heap pages go back to
 #: the kernel (the watch events that follow a burst of status writes are garbage too).
 IDLE_TRIM_SECONDS = 1.0
-#: After this many of our own changes were folded into the baseline since the last full
-#: pass, the first idle second brings the next full pass forward: a burst is verified
-#: against the clouds soon, and the memory its bookkeeping fragmented is given back.
+#: After this many passes and watch events (our own status writes echo back as watch
+#: events) since the last full pass, the first idle second brings the next full pass
+#: forward: a burst is verified against the clouds soon, and the memory it fragmented
+#: (cache entries replaced among short-lived objects) is given back then, not at resync.
 CONSOLIDATE_AFTER = 1000
 #: Actions that can free capacity, offer availability or spread slots.
 FREES = frozenset({ActionType.DELETE, ActionType.FORGET, ActionType.UPDATE, ActionType.REPLACE})
@@ -106,7 +107,7 @@ class Controller:
         self.full = FullPassClock(max_postpone=options.max_postpone)
         self.inline = InlineChanges()
         self._in_full_act = False
-        self._folded = 0  # our changes folded into the baseline since it was observed
+        self._activity_at_full = 0  # ``activity`` when the last full pass observed
         self._waiting_for_room = False  # the last full pass left VMs unplaced
 
     # -- triggering -----------------------------------------------------------------
@@ -132,8 +133,7 @@ class Controller:
             if self.activity == seen != self._trimmed_at:
                 memory.trim()
                 self._trimmed_at = seen
-                if self._folded >= CONSOLIDATE_AFTER:
-                    self._folded = 0
+                if seen - self._activity_at_full >= CONSOLIDATE_AFTER:
                     self.full.due_within(0.0)
                     break
         self.stop.wait(self.options.debounce)  # let a burst of changes arrive
@@ -244,7 +244,7 @@ class Controller:
             self._checkpoint()
             self.baseline = Baseline(world)
             self.inline.fold_into(self.baseline)
-            self._folded = 0
+            self._activity_at_full = self.activity
             self.full.planned()
             self._waiting_for_room = bool(report.result and report.result.unplaced)
             self.moves.planned(report)
@@ -371,7 +371,6 @@ class Controller:
         elif event.phase == "done":
             if self.baseline is not None:
                 self.baseline.record(action, event.observed)
-                self._folded += 1
             self.inline.outcome(action, event.observed, True)
             self.backoff.succeeded(action.key)
             log.info("action done", extra={"action": action.id, "cloud": action.cloud})
