@@ -26,13 +26,8 @@ from dataclasses import dataclass
 
 import libvirt
 
-from reconciler.providers.libvirt.domxml import (
-    ARTIFACTS_NS,
-    ledger_domain_xml,
-    parse_domain,
-    read_tags,
-)
-from reconciler.providers.libvirt.errors import is_absent
+from reconciler.providers.libvirt.domxml import ARTIFACTS_NS, read_tags
+from reconciler.providers.libvirt.ledger import ledger_view, store
 
 PREFIX = "reconcilerart"
 IMAGE = "image"
@@ -125,14 +120,8 @@ def render(artifacts: Mapping[str, Artifact], owner: str) -> str:
 
 def read(conn: libvirt.virConnect, owner: str) -> dict[str, Artifact]:
     """Our artifacts on the host of ``conn`` (empty when it has no ledger)."""
-    try:
-        domain = conn.lookupByName(ledger_name(owner))
-    except libvirt.libvirtError as exc:
-        if is_absent(exc):
-            return {}
-        raise
-    view = parse_domain(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-    return parse(view.artifacts_xml, owner)
+    view = ledger_view(conn, ledger_name(owner))
+    return parse(view.artifacts_xml, owner) if view is not None else {}
 
 
 def put(
@@ -147,25 +136,6 @@ def put(
         entries.pop(name, None)
     else:
         entries[name] = art
-    content = render(entries, owner)
-    try:
-        domain = conn.lookupByName(ledger_name(owner))
-    except libvirt.libvirtError as exc:
-        if not is_absent(exc):
-            raise
-        if entries:
-            xml = ledger_domain_xml(
-                domain_type, ledger_name(owner), content, ARTIFACTS_NS, "image and snapshot"
-            )
-            conn.defineXML(xml)
-        return
-    if not entries:
-        domain.undefine()
-        return
-    domain.setMetadata(
-        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-        content,
-        PREFIX,
-        ARTIFACTS_NS,
-        libvirt.VIR_DOMAIN_AFFECT_CONFIG,
-    )
+    content = render(entries, owner) if entries else None
+    what = "image and snapshot"
+    store(conn, domain_type, ledger_name(owner), content, ARTIFACTS_NS, PREFIX, what)

@@ -26,6 +26,7 @@ import libvirt
 
 from reconciler.providers.libvirt.domxml import (
     LEDGER_NS,
+    DomainView,
     ledger_domain_xml,
     parse_domain,
     read_tags,
@@ -83,16 +84,52 @@ def render(entries: Mapping[str, Entry], owner: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def read(conn: libvirt.virConnect, owner: str) -> dict[str, Entry]:
-    """Our entries on the host of ``conn`` (empty when it has no ledger)."""
+def ledger_view(conn: libvirt.virConnect, name: str) -> DomainView | None:
+    """The ledger domain ``name`` on the host of ``conn``, parsed (None if absent)."""
     try:
-        domain = conn.lookupByName(ledger_name(owner))
+        domain = conn.lookupByName(name)
     except libvirt.libvirtError as exc:
         if is_absent(exc):
-            return {}
+            return None
         raise
-    view = parse_domain(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-    return parse_entries(view.ledger_xml, owner)
+    return parse_domain(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+
+def store(
+    conn: libvirt.virConnect,
+    domain_type: str,
+    name: str,
+    content: str | None,
+    namespace: str = LEDGER_NS,
+    prefix: str = LEDGER_PREFIX,
+    what: str = "volume",
+) -> None:
+    """Put ``content`` into the ledger domain ``name`` (None: it lists nothing): defined
+    when it is new, undefined when it would list nothing any more."""
+    try:
+        domain = conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if not is_absent(exc):
+            raise
+        if content is not None:
+            conn.defineXML(ledger_domain_xml(domain_type, name, content, namespace, what))
+        return
+    if content is None:
+        domain.undefine()
+        return
+    domain.setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+        content,
+        prefix,
+        namespace,
+        libvirt.VIR_DOMAIN_AFFECT_CONFIG,
+    )
+
+
+def read(conn: libvirt.virConnect, owner: str) -> dict[str, Entry]:
+    """Our entries on the host of ``conn`` (empty when it has no ledger)."""
+    view = ledger_view(conn, ledger_name(owner))
+    return parse_entries(view.ledger_xml, owner) if view is not None else {}
 
 
 def write(
@@ -100,23 +137,4 @@ def write(
 ) -> None:
     """Replace the ledger's content: define the ledger domain when it is new, undefine
     it when it lists nothing any more."""
-    content = render(entries, owner)
-    name = ledger_name(owner)
-    try:
-        domain = conn.lookupByName(name)
-    except libvirt.libvirtError as exc:
-        if not is_absent(exc):
-            raise
-        if entries:
-            conn.defineXML(ledger_domain_xml(domain_type, name, content))
-        return
-    if not entries:
-        domain.undefine()
-        return
-    domain.setMetadata(
-        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-        content,
-        LEDGER_PREFIX,
-        LEDGER_NS,
-        libvirt.VIR_DOMAIN_AFFECT_CONFIG,
-    )
+    store(conn, domain_type, ledger_name(owner), render(entries, owner) if entries else None)
