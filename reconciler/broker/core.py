@@ -42,7 +42,6 @@ class _Prepared:
     groups: list[Group]
     inventory: Inventory
     grouper: Grouper
-    owner: str
     rebalance: RebalanceContext | None = None
 
     @property
@@ -65,7 +64,7 @@ def _prepare(
     sticky = sticky_pass(world, pool, inventory, owner)
     grouper = Grouper(world)
     groups = grouper.build(sticky.free)
-    return _Prepared(world, pool, sticky, groups, inventory, grouper, owner, rebalance)
+    return _Prepared(world, pool, sticky, groups, inventory, grouper, rebalance)
 
 
 def _explain_sticky(prep: _Prepared) -> dict[ResourceKey, Placement]:
@@ -156,7 +155,13 @@ def _finish(
     if prep.rebalance is not None:
         needs = {**prep.sticky.needs, **{vm.spec.key: g.need for g in prep.groups for vm in g.vms}}
         outcome = Rebalancer(
-            prep.world, prep.pool, prep.grouper, needs, prep.inventory, prep.owner, prep.rebalance
+            prep.world,
+            prep.pool,
+            prep.grouper,
+            needs,
+            prep.inventory,
+            prep.sticky.observed,
+            prep.rebalance,
         ).run(placements)
     storage = place_storage(prep.world, prep.inventory, placements)
     stats = SolverStats(

@@ -21,7 +21,7 @@ from reconciler.broker.filters import Need
 from reconciler.broker.groups import Grouper
 from reconciler.broker.schedule import in_window, iso, next_round, parse_time, period_of
 from reconciler.broker.state import Pool, World
-from reconciler.broker.sticky import current_vms, observed_offer
+from reconciler.broker.sticky import observed_offer
 from reconciler.model.cloud import Capability, Offer
 from reconciler.model.keys import TAG_MIGRATION_TARGET, TAG_PLACED_AT, ResourceKey
 from reconciler.model.moves import MoveEconomics, RebalanceRound, RoundState
@@ -123,11 +123,12 @@ class Rebalancer:
         grouper: Grouper,
         needs: Mapping[ResourceKey, Need],
         inventory: Inventory,
-        owner: str,
+        observed: Mapping[ResourceKey, ObservedVM],
         ctx: RebalanceContext,
     ) -> None:
+        """``observed``: the VM of each key, as the sticky pass found it (current_vms)."""
         self.world, self.pool, self.grouper, self.needs, self.ctx = world, pool, grouper, needs, ctx
-        self.observed = current_vms(inventory, owner)
+        self.observed = observed
         self.in_flight = {
             vm.key for vm in inventory.all_vms() if vm.key and vm.tags.get(TAG_MIGRATION_TARGET)
         }

@@ -36,6 +36,8 @@ class StickyResult:
     free: list[FreeVM]
     unplaced: dict[ResourceKey, Unplaced]
     needs: dict[ResourceKey, Need] = field(default_factory=dict)
+    #: The observed VM of each key (``current_vms``), for the passes that follow.
+    observed: dict[ResourceKey, ObservedVM] = field(default_factory=dict)
 
 
 def make_need(
@@ -215,4 +217,5 @@ def sticky_pass(world: World, pool: Pool, inventory: Inventory, owner: str) -> S
         if note is not None:
             state.result.free.append(FreeVM(vm, need, note))
     state.result.free.sort(key=lambda f: f.spec.key)
+    state.result.observed = observed
     return state.result

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Mapping
 
 from reconciler.executor.bucketsync import BucketRef, SyncReport, drift
 from reconciler.executor.world import World
@@ -31,20 +30,23 @@ def source_copy(spec: BucketSpec, copies: list[ObservedBucket]) -> ObservedBucke
     return by_cloud[min(by_cloud)]
 
 
-def _summary(report: SyncReport, source: ObservedBucket, refs: Mapping[str, str]) -> BucketDrift:
-    replicas = tuple(
+def _summary(
+    report: SyncReport, source: ObservedBucket, replicas: list[ObservedBucket]
+) -> BucketDrift:
+    """The planner's view of a drift report (its replicas come in the order given)."""
+    found = tuple(
         ReplicaDrift(
-            refs[r.replica],
-            r.replica.split("/", 1)[1],
+            bucket.cloud,
+            bucket.external_id,
             r.missing,
             r.stale,
             r.extra,
             (*r.missing_keys, *r.stale_keys, *r.extra_keys)[:5],
             "; ".join(r.errors[:2]) if r.failed or r.errors else "",
         )
-        for r in report.replicas
+        for r, bucket in zip(report.replicas, replicas, strict=True)
     )
-    return BucketDrift(source.cloud, source.external_id, report.objects, replicas)
+    return BucketDrift(source.cloud, source.external_id, report.objects, found)
 
 
 def bucket_drift(desired: DesiredState, world: World) -> dict[ResourceKey, BucketDrift]:
@@ -67,7 +69,7 @@ def bucket_drift(desired: DesiredState, world: World) -> dict[ResourceKey, Bucke
             report = drift(BucketRef(world.providers[source.cloud], source.external_id), refs)
         except ProviderError as exc:
             raise PlanError(f"{key}: cannot compare its copies: {exc}") from exc
-        out[key] = _summary(report, source, {str(r): r.provider.cloud.name for r in refs})
+        out[key] = _summary(report, source, replicas)
     return out
 
 

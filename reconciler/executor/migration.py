@@ -30,6 +30,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TypeVar
 
+from reconciler.broker.schedule import iso
 from reconciler.executor.journal import JournalSink
 from reconciler.executor.migration_store import MigrationStore, Record
 from reconciler.executor.transfer import Caller, Disk, Transfer
@@ -57,10 +58,6 @@ T = TypeVar("T")
 STEPS = ("mark", "stop", "export", "import", "create", "verify", "switch", "cleanup", "finish")
 
 
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 class Migration:
     """One MIGRATE action's state machine (see the module docstring)."""
 
@@ -79,9 +76,6 @@ class Migration:
         self.action, self.params, self.id = action, p, str(p["migrationId"])
         self.src_cloud, self.dst_cloud = p["source"]["cloud"], p["target"]["cloud"]
         self.src, self.dst = providers[self.src_cloud], providers[self.dst_cloud]
-        staging = p.get("staging")
-        self.stage_cloud = staging["cloud"] if staging else None
-        self.stage = providers[staging["cloud"]] if staging else None
         self.source_id = str(p["source"]["externalId"])
         self.store, self.journal, self.plan_id = store, journal, plan_id
         self.call, self.progress, self.now = call, progress, now
@@ -114,7 +108,7 @@ class Migration:
 
     def _save(self, step: str) -> None:
         self.record["step"] = step
-        self.record["updatedAt"] = _iso(self.now())
+        self.record["updatedAt"] = iso(self.now())
         self.store.save(self.id, self.record)
 
     def _step(self, name: str, fn: Callable[[], None]) -> None:
@@ -255,7 +249,7 @@ class Migration:
             )
         until = self.now() + dt.timedelta(seconds=int(self.params.get("retainSeconds", 0)))
         retained = {
-            TAG_RETAIN_UNTIL: _iso(until),
+            TAG_RETAIN_UNTIL: iso(until),
             TAG_MIGRATED_TO: f"{self.dst_cloud}/{target.external_id}",
             TAG_MIGRATION_TARGET: "",
         }
@@ -308,7 +302,7 @@ class Migration:
             self._on(self.dst_cloud, lambda: self.dst.delete_vm(target.external_id))
 
     def _restore(self, source: ObservedVM) -> None:
-        tags = {TAG_MIGRATION: "", TAG_MIGRATION_TARGET: "", TAG_PLACED_AT: _iso(self.now())}
+        tags = {TAG_MIGRATION: "", TAG_MIGRATION_TARGET: "", TAG_PLACED_AT: iso(self.now())}
         wanted = PowerState(self.params["target"]["powerState"])
         power = wanted if source.power_state is not wanted else None
         update = VMUpdate(power_state=power, tags=tags)

@@ -13,7 +13,7 @@ the same id, uids and action id. After the switch the source stays, stopped, tag
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,8 @@ def staging_bucket(owner: str, cloud: str) -> str:
     return STAGING_PREFIX + hashlib.sha256(f"{owner}|{cloud}".encode()).hexdigest()[:12]
 
 
-def is_retained(tags: dict[str, str] | Any) -> bool:
+def is_retained(tags: Mapping[str, str]) -> bool:
+    """Whether a resource is the stopped source a finished migration keeps a while."""
     return bool(tags.get(TAG_RETAIN_UNTIL))
 
 
