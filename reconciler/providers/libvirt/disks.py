@@ -252,17 +252,21 @@ class LibvirtDisks(LibvirtBuckets):
     def delete_snapshot(self, snapshot_id: str) -> None:
         """Delete our snapshot's volume, then its ledger entry; absent is success."""
         self._need(Capability.VOLUME_SNAPSHOTS, "volume snapshots")
-        name = artifacts.name_of(snapshot_id, SNAPSHOT)
+        self._delete_artifact(SNAPSHOT, snapshot_id)
+
+    def _delete_artifact(self, kind: str, external_id: str) -> None:
+        """Delete our image or snapshot (volume first, then its entry); absent is
+        success, a volume of that name that is not ours is refused."""
+        name = artifacts.name_of(external_id, kind)
         if name is None:
             return
-        found = self._artifact(SNAPSHOT, name=name)
+        found = self._artifact(kind, name=name)
         if found is None:
-            self._drop_stale_entry(SNAPSHOT, name)
-            self._claim_name("snapshot", name, snapshot_id)
+            self._drop_stale_entry(kind, name)
+            self._claim_name(kind, name, external_id)
             return
-        host = found[0]
-        self._drop_volume(host, name)
-        self._put_artifact(host, name, None)
+        self._drop_volume(found[0], name)
+        self._put_artifact(found[0], name, None)
 
     def _drop_stale_entry(self, kind: str, name: str) -> None:
         """Remove a ledger entry whose volume is gone (a delete that died in between)."""

@@ -88,16 +88,7 @@ class LibvirtImages(LibvirtDisks):
         """Delete our image's volume, then its entry; absent is success. VMs and volumes
         made from it keep their own copies."""
         self._need(Capability.IMAGE_IMPORT, "importing images")
-        name = artifacts.name_of(external_id, IMAGE)
-        if name is None:
-            return
-        found = self._artifact(IMAGE, name=name)
-        if found is None:
-            self._drop_stale_entry(IMAGE, name)
-            self._claim_name("image", name, external_id)
-            return
-        self._drop_volume(found[0], name)
-        self._put_artifact(found[0], name, None)
+        self._delete_artifact(IMAGE, external_id)
 
     # -- boot disks and volumes from images ------------------------------------------
     def _boot_source(self, image: str) -> BootSource | None:
@@ -147,11 +138,7 @@ class LibvirtImages(LibvirtDisks):
         if request.source_image is None:
             return super().create_volume(request)
         self._need(Capability.IMAGE_IMPORT, "volumes from images")
-        tags = self.owned_tags(request.tags)
-        if request.size_gib < 1:
-            raise PermanentError(
-                "volume size must be at least 1 GiB", cloud=self.cloud.name, reason="BadRequest"
-            )
+        tags = self._volume_tags(request)
         with self.placement:
             existing = self._find_volume(tags[TAG_UID])
             if existing is not None:

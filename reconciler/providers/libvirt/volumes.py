@@ -124,13 +124,17 @@ class LibvirtVolumes(LibvirtBase):
         return None
 
     # -- create / delete -------------------------------------------------------------
-    def create_volume(self, request: VolumeRequest) -> ObservedVolume:
-        """Ledger entry first, then the pool volume (both idempotent by the uid)."""
-        tags = self.owned_tags(request.tags)
+    def _volume_tags(self, request: VolumeRequest) -> dict[str, str]:
+        """A create request's tags with our owner, once its size is checked."""
         if request.size_gib < 1:
             raise PermanentError(
                 "volume size must be at least 1 GiB", cloud=self.cloud.name, reason="BadRequest"
             )
+        return self.owned_tags(request.tags)
+
+    def create_volume(self, request: VolumeRequest) -> ObservedVolume:
+        """Ledger entry first, then the pool volume (both idempotent by the uid)."""
+        tags = self._volume_tags(request)
         with self.placement:
             existing = self._find_volume(tags[TAG_UID])
             if existing is not None:
