@@ -17,7 +17,7 @@ import libvirt
 import pytest
 from conformance import test_conformance_disks as disks
 from conformance.target import ConformanceTarget
-from test_libvirt_qemu import POOL, Libvirtd, alive, start_libvirtd
+from servers.libvirtd import POOL, Libvirtd, alive, start_libvirtd
 
 from reconciler.model.artifacts import DiskRef
 from reconciler.model.cloud import Capability
@@ -333,18 +333,10 @@ def pool_files(daemon: Libvirtd) -> set[str]:
 
 @pytest.fixture(scope="module")
 def qemu_host() -> Iterator[Libvirtd]:
-    """A private libvirtd (see test_libvirt_qemu.py) with pool ``reconciler`` holding a
+    """A private libvirtd (servers/libvirtd.py) with pool ``reconciler`` holding a
     base image volume."""
-    daemon = start_libvirtd()
+    daemon = start_libvirtd(pool=True)
     try:
-        conn = libvirt.open(daemon.uri)
-        pool = conn.storagePoolDefineXML(
-            f"<pool type='dir'><name>{POOL}</name>"
-            f"<target><path>{daemon.pool_dir}</path></target></pool>"
-        )
-        pool.build(0)
-        pool.create(0)
-        conn.close()
         write_volume(daemon.uri, BASE_IMAGE, pattern(b"base", BASE_SIZE))
         yield daemon
     finally:

@@ -13,18 +13,13 @@ waits settings.shutdownTimeout (1 s) and then destroys.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
 import pytest
-from servers.process import stop_processes, wait_until
+from servers.libvirtd import POOL, Libvirtd, alive, start_libvirtd
 
 from reconciler.model.cloud import Capability
 from reconciler.model.keys import ResourceKey, ownership_tags
@@ -32,115 +27,17 @@ from reconciler.model.specs import CloudSpec, OfferSpec, PowerState, Pricing
 from reconciler.providers.base import ProviderContext, VMRequest, VMUpdate
 from reconciler.providers.libvirt import LibvirtProvider, domain_name
 
-LIBVIRTD = "/usr/sbin/libvirtd"
-NOBODY = 65534
-POOL = "reconciler"
 OFFERS = (
     OfferSpec("q.tiny", vcpus=1, memory_gib=0.125, price_per_hour=0.01),
     OfferSpec("q.small", vcpus=2, memory_gib=0.25, price_per_hour=0.02),
 )
 
 
-@dataclass
-class Libvirtd:
-    """A private session libvirtd: its tmp root, process and connection URI."""
-
-    root: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def uri(self) -> str:
-        return f"qemu:///session?socket={self.root / 'run/libvirt/libvirt-sock'}"
-
-    @property
-    def pool_dir(self) -> Path:
-        return self.root / "pool"
-
-    def qemu_pid(self, domain: str) -> int:
-        """PID of the domain's qemu process (the session qemu driver's pid file)."""
-        return int((self.root / f"run/libvirt/qemu/run/{domain}.pid").read_text().strip())
-
-    def stop(self) -> None:
-        """Destroy leftover domains (their qemu would outlive the daemon), stop the daemon
-        by PID, remove the tmp root."""
-        with contextlib.suppress(libvirt.libvirtError):
-            conn = libvirt.open(self.uri)
-            for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-                domain.destroy()
-            conn.close()
-        stop_processes([self.process], self.root, timeout=10)
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` is a live (not zombie) process."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
-
-
-def start_libvirtd(timeout: float = 30.0) -> Libvirtd:
-    """libvirtd in session mode under a fresh tmp root (as ``nobody`` when we are root)."""
-    if not Path(LIBVIRTD).exists():
-        raise RuntimeError(f"{LIBVIRTD} missing: apt-get install libvirt-daemon")
-    root = Path(tempfile.mkdtemp(prefix="reconciler-libvirtd-"))
-    for sub in ("config/libvirt", "run", "cache", "data"):
-        (root / sub).mkdir(parents=True)
-    # stdio "file": qemu logs go straight to files, so no virtlogd daemon is spawned.
-    (root / "config/libvirt/qemu.conf").write_text('stdio_handler = "file"\n')
-    (root / "config/libvirt/libvirtd.conf").write_text(f'log_outputs = "3:file:{root}/log"\n')
-    env = {
-        "HOME": str(root),
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        **{f"XDG_{k.upper()}_HOME": str(root / k) for k in ("config", "cache", "data")},
-        "XDG_RUNTIME_DIR": str(root / "run"),
-    }
-    as_root = os.geteuid() == 0
-    if as_root:
-        for path in (root, *root.rglob("*")):
-            os.chown(path, NOBODY, NOBODY)
-    process = subprocess.Popen(
-        [LIBVIRTD, "--timeout", "600"],
-        env=env,
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        user=NOBODY if as_root else None,
-        group=NOBODY if as_root else None,
-        extra_groups=[] if as_root else None,
-    )
-    daemon = Libvirtd(root, process)
-
-    def answers() -> bool:
-        if not (root / "run/libvirt/libvirt-sock").exists():
-            return False
-        with contextlib.suppress(libvirt.libvirtError):
-            libvirt.open(daemon.uri).close()
-            return True
-        return False
-
-    try:
-        wait_until(answers, [process], "libvirtd", timeout)
-    except BaseException:
-        daemon.stop()
-        raise
-    return daemon
-
-
 @pytest.fixture
 def libvirtd() -> Iterator[Libvirtd]:
     """A private libvirtd with a started dir pool ``reconciler`` under its tmp root."""
-    daemon = start_libvirtd()
+    daemon = start_libvirtd(pool=True)
     try:
-        conn = libvirt.open(daemon.uri)
-        pool = conn.storagePoolDefineXML(
-            f"<pool type='dir'><name>{POOL}</name>"
-            f"<target><path>{daemon.pool_dir}</path></target></pool>"
-        )
-        pool.build(0)
-        pool.create(0)
-        conn.close()
         yield daemon
     finally:
         daemon.stop()

@@ -32,9 +32,9 @@ from conformance.targets import aws as aws_target
 from conformance.targets import openstack as os_target
 from servers import seaweed
 from servers.fake_openstack import openstack_backend
+from servers.libvirtd import POOL, Libvirtd, alive, start_libvirtd
 from servers.moto import ACCESS_KEY, SECRET_KEY, moto_server
 from servers.swift import swift_server
-from test_libvirt_qemu import POOL, Libvirtd, alive, start_libvirtd
 
 from reconciler.model.artifacts import DiskRef
 from reconciler.model.errors import PermanentError
@@ -109,16 +109,9 @@ def write_volume(uri: str, name: str, data: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def source() -> Iterator[Source]:
-    daemon: Libvirtd = start_libvirtd()
+    daemon: Libvirtd = start_libvirtd(pool=True)
     store = seaweed.seaweed_server()
     try:
-        conn = libvirt.open(daemon.uri)
-        conn.storagePoolCreateXML(
-            f"<pool type='dir'><name>{POOL}</name><target><path>{daemon.pool_dir}</path>"
-            "</target></pool>",
-            libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD,
-        )
-        conn.close()
         data = known_bytes()
         write_volume(daemon.uri, SOURCE, data)
         cloud = CloudSpec(
