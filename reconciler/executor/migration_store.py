@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Protocol
+
+from reconciler.executor.jsonfile import write_json
 
 Record = dict[str, Any]
 
@@ -52,17 +52,7 @@ class FileMigrationStore:
 
     def save(self, migration_id: str, record: Record) -> None:
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump({**record, "id": migration_id}, out, sort_keys=True)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, self._path(migration_id))
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_json(self._path(migration_id), {**record, "id": migration_id})
 
     def delete(self, migration_id: str) -> None:
         self._path(migration_id).unlink(missing_ok=True)

@@ -5,11 +5,10 @@ plan in which a policy's round completes (nothing more was worth moving)."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from reconciler.executor.jsonfile import write_json
 from reconciler.model.keys import ResourceKey
 from reconciler.model.moves import RoundState
 from reconciler.model.plan import Plan
@@ -46,9 +45,5 @@ def save_rounds(state_dir: Path, done: Mapping[ResourceKey, str]) -> None:
     if not done:
         return
     merged = {**load_rounds(state_dir), **done}
-    state_dir.mkdir(parents=True, exist_ok=True)
     body = {"completed": {str(k): v for k, v in sorted(merged.items())}}
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".rebalance-")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(body, out, indent=1, sort_keys=True)
-    os.replace(tmp, state_dir / ROUNDS_FILE)
+    write_json(state_dir / ROUNDS_FILE, body)
