@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.executor.engine import Settings, apply, resolve_in_flight
@@ -106,7 +107,6 @@ class Controller:
         self._recovered = False
         self.full = FullPassClock(max_postpone=options.max_postpone)
         self.inline = InlineChanges()
-        self._in_full_act = False
         self._activity_at_full = 0  # ``activity`` when the last full pass observed
         self._waiting_for_room = False  # the last full pass left VMs unplaced
 
@@ -248,11 +248,7 @@ class Controller:
             self.full.planned()
             self._waiting_for_room = bool(report.result and report.result.unplaced)
             self.moves.planned(report)
-            self._in_full_act = True
-            try:
-                acted, ok = self._act(plan, world, cluster, report)
-            finally:
-                self._in_full_act = False
+            acted, ok = self._act(plan, world, cluster, report, self.inline.covers)
             if ok and not self.options.observe_only:
                 self.moves.complete(plan, report)
         except Preempted:
@@ -303,11 +299,17 @@ class Controller:
         return 0.0 if acted else self.full.seconds_left()
 
     def _act(
-        self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport
+        self,
+        plan: Plan,
+        world: World,
+        cluster: ClusterDesired,
+        report: PassReport,
+        leave_alone: Callable[[ResourceKey], bool] = lambda _key: False,
     ) -> tuple[bool, bool]:
-        """Gate and carry out ``plan``; the keys acted on are re-checked next pass.
-        Returns (whether anything was carried out, whether all of it succeeded)."""
-        runnable, held = self._gate(plan, cluster)
+        """Gate and carry out ``plan`` (holding back the keys ``leave_alone`` names too);
+        the keys acted on are re-checked next pass. Returns (whether anything was
+        carried out, whether all of it succeeded)."""
+        runnable, held = self._gate(plan, cluster, leave_alone)
         for action in held:
             report.pending[action.key].append(action)
         if not runnable.actions:
@@ -319,17 +321,18 @@ class Controller:
             self._dirty.update(a.key for a in runnable.actions)
         return True, result.ok
 
-    def _gate(self, plan: Plan, cluster: ClusterDesired) -> tuple[Plan, list[Action]]:
-        """Hold back actions of paused objects, objects in backoff and new migrations
-        of VMs annotated to abort (all, if observing only)."""
+    def _gate(
+        self, plan: Plan, cluster: ClusterDesired, leave_alone: Callable[[ResourceKey], bool]
+    ) -> tuple[Plan, list[Action]]:
+        """Hold back actions of paused objects, objects in backoff, new migrations of
+        VMs annotated to abort and keys to ``leave_alone`` (all, if observing only)."""
         if self.options.observe_only:
             return split_plan(plan, lambda _a: True)
         paused = paused_filter(cluster.paused)
         aborting = self.moves.held(cluster.abort)
-        inline = self.inline.covers if self._in_full_act else lambda _k: False
         return split_plan(
             plan,
-            lambda a: paused(a) or aborting(a) or self.backoff.waiting(a.key) or inline(a.key),
+            lambda a: paused(a) or aborting(a) or self.backoff.waiting(a.key) or leave_alone(a.key),
         )
 
     def _recover(self, cluster: ClusterDesired) -> None:
