@@ -197,3 +197,10 @@ def test_allocator_controls_work_on_this_libc() -> None:
 
     assert memory.limit_arenas(2) is True  # glibc on the machines we run on
     assert isinstance(memory.trim(), bool)
+
+
+def test_full_pass_clock_with_no_postponing_never_gives_way() -> None:
+    clock = FullPassClock(max_postpone=0.0, clock=lambda: 100.0)
+    assert clock.due() and not clock.may_postpone()
+    clock.planned()
+    assert not clock.may_postpone()

@@ -91,7 +91,10 @@ class FullPassClock:
         self.due_at = min(self.due_at, self.clock() + seconds)
 
     def may_postpone(self) -> bool:
+        """Whether a due pass may still give way (never, with ``max_postpone`` 0)."""
         since = self._postponed_since
+        if self.max_postpone <= 0:
+            return False
         return since is None or self.clock() - since < self.max_postpone
 
     def postpone(self) -> None:

@@ -161,7 +161,7 @@ def test_changes_are_served_inside_full_passes_that_may_not_give_way(env: Env) -
         wait_condition(env.admin, "VirtualMachine", env.ns, name, "Ready", "True")
     for name in names:
         env.admin.merge_patch(env.path(name), {"spec": {"resources": {"vcpus": 4, "memoryGiB": 8}}})
-        time.sleep(0.4)
+        time.sleep(0.2)
     wait_for(lambda: sum(v.vcpus == 4 for v in env.vms()) == len(names), 90, "all resized")
     for name in names:
         wait_condition(env.admin, "VirtualMachine", env.ns, name, "Ready", "True")
