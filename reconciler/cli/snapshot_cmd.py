@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -10,12 +9,16 @@ import click
 
 from reconciler.cli.inspect_cmd import parse_key
 from reconciler.cli.options import common_options, report_errors, settings_from
-from reconciler.executor.clock import now_iso
 from reconciler.executor.engine import Settings, observe_declared
+from reconciler.executor.snapshots import (
+    create_snapshot,
+    delete_snapshot,
+    find_volume,
+    list_snapshots,
+)
 from reconciler.executor.world import World
 from reconciler.manifest import load_desired
 from reconciler.model.errors import PlanError
-from reconciler.model.keys import ownership_tags
 from reconciler.model.observed import ObservedVolume
 
 PATHS = click.argument("paths", nargs=-1, required=True)
@@ -34,10 +37,7 @@ def _volume(key: str, paths: tuple[str, ...], settings: Settings) -> tuple[World
     if rkey not in desired.volumes:
         raise PlanError(f"{rkey} is not declared in {', '.join(paths)}")
     world = observe_declared(desired, settings)
-    found = [v for v in world.inventory.all_volumes() if v.key == rkey]
-    if not found:
-        raise PlanError(f"{rkey} does not exist in any cloud yet (apply first)")
-    return world, sorted(found, key=lambda v: v.external_id)[0]
+    return world, find_volume(world, rkey)
 
 
 @snapshot_command.command("create")
@@ -51,12 +51,7 @@ def create_command(
     """Snapshot the Volume KEY (vol/<namespace>/<name>) where it lives now."""
     settings = settings_from(state_dir, owner)
     world, volume = _volume(key, paths, settings)
-    assert volume.key is not None
-    stamp = now_iso()
-    uid = hashlib.sha256(f"{settings.owner}|{volume.external_id}|{stamp}".encode()).hexdigest()[:20]
-    tags = ownership_tags(settings.owner, volume.key, uid)
-    tags["reconciler.dev/snapshot-of"] = volume.external_id
-    snap = world.providers[volume.cloud].snapshot_volume(volume.external_id, tags)
+    snap, stamp = create_snapshot(world, volume, settings.owner)
     click.echo(
         f"{volume.key}: snapshot {snap} of {volume.external_id} on {volume.cloud} at {stamp}"
     )
@@ -73,7 +68,7 @@ def list_command(
     """The snapshots of the Volume KEY."""
     settings = settings_from(state_dir, owner)
     world, volume = _volume(key, paths, settings)
-    snaps = world.providers[volume.cloud].list_snapshots(volume.external_id)
+    snaps = list_snapshots(world, volume)
     for snap in snaps:
         click.echo(f"{snap}  ({volume.external_id} on {volume.cloud})")
     if not snaps:
@@ -97,8 +92,5 @@ def delete_command(
     """Delete snapshot SNAPSHOT_ID of the Volume KEY."""
     settings = settings_from(state_dir, owner)
     world, volume = _volume(key, paths, settings)
-    provider = world.providers[volume.cloud]
-    if snapshot_id not in provider.list_snapshots(volume.external_id):
-        raise PlanError(f"{snapshot_id} is not one of our snapshots of {volume.key}")
-    provider.delete_snapshot(snapshot_id)
+    delete_snapshot(world, volume, snapshot_id)
     click.echo(f"deleted {snapshot_id}")
