@@ -124,7 +124,8 @@ class Controller:
         """The keys changed meanwhile; empty when woken by time (a full pass is due).
 
         While waiting, each idle second that ends a burst of activity (passes, watch
-        events such as the echoes of our status writes) ends with ``memory.trim()``."""
+        events such as the echoes of our status writes) ends with ``memory.trim()``, and
+        after a large burst (CONSOLIDATE_AFTER) it brings the next full pass forward."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             seen = self.activity
