@@ -17,7 +17,7 @@ import libvirt
 import pytest
 from conformance import test_conformance_disks as disks
 from conformance.target import ConformanceTarget
-from servers.libvirtd import POOL, Libvirtd, alive, start_libvirtd
+from servers.libvirtd import POOL, Libvirtd, alive, start_libvirtd, write_volume
 
 from reconciler.model.artifacts import DiskRef
 from reconciler.model.cloud import Capability
@@ -309,22 +309,6 @@ def pattern(seed: bytes, size: int) -> bytes:
     """Deterministic pseudo-random bytes."""
     blocks = (hashlib.sha256(seed + i.to_bytes(8, "big")).digest() for i in range(size // 32 + 1))
     return b"".join(blocks)[:size]
-
-
-def write_volume(uri: str, name: str, data: bytes) -> None:
-    """Create pool volume ``name`` holding ``data``, through the SDK (not the driver)."""
-    conn = libvirt.open(uri)
-    try:
-        pool = conn.storagePoolLookupByName(POOL)
-        xml = f"<volume><name>{name}</name><capacity unit='bytes'>{len(data)}</capacity></volume>"
-        vol = pool.createXML(xml, 0)
-        stream = conn.newStream(0)
-        vol.upload(stream, 0, len(data), 0)
-        for start in range(0, len(data), 2**18):
-            stream.send(data[start : start + 2**18])
-        stream.finish()
-    finally:
-        conn.close()
 
 
 def pool_files(daemon: Libvirtd) -> set[str]:

@@ -26,13 +26,12 @@ from typing import Any
 from uuid import uuid4
 
 import boto3
-import libvirt
 import pytest
 from conformance.targets import aws as aws_target
 from conformance.targets import openstack as os_target
 from servers import seaweed
 from servers.fake_openstack import openstack_backend
-from servers.libvirtd import POOL, Libvirtd, alive, start_libvirtd
+from servers.libvirtd import POOL, Libvirtd, alive, start_libvirtd, write_volume
 from servers.moto import ACCESS_KEY, SECRET_KEY, moto_server
 from servers.swift import swift_server
 
@@ -89,22 +88,6 @@ class Source:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
-
-
-def write_volume(uri: str, name: str, data: bytes) -> None:
-    conn = libvirt.open(uri)
-    try:
-        pool = conn.storagePoolLookupByName(POOL)
-        vol = pool.createXML(
-            f"<volume><name>{name}</name><capacity unit='bytes'>{len(data)}</capacity></volume>", 0
-        )
-        stream = conn.newStream(0)
-        vol.upload(stream, 0, len(data), 0)
-        for start in range(0, len(data), 2**18):
-            stream.send(data[start : start + 2**18])
-        stream.finish()
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -122,3 +122,20 @@ def start_libvirtd(timeout: float = 30.0, pool: bool = False) -> Libvirtd:
         daemon.stop()
         raise
     return daemon
+
+
+def write_volume(uri: str, name: str, data: bytes) -> None:
+    """Create pool volume ``name`` in POOL holding ``data``, through the SDK (not the
+    driver): what a tenant's disk already holds."""
+    conn = libvirt.open(uri)
+    try:
+        pool = conn.storagePoolLookupByName(POOL)
+        xml = f"<volume><name>{name}</name><capacity unit='bytes'>{len(data)}</capacity></volume>"
+        vol = pool.createXML(xml, 0)
+        stream = conn.newStream(0)
+        vol.upload(stream, 0, len(data), 0)
+        for start in range(0, len(data), 2**18):
+            stream.send(data[start : start + 2**18])
+        stream.finish()
+    finally:
+        conn.close()
