@@ -16,7 +16,7 @@ from clirun import run
 
 from reconciler.model.keys import TAG_KEY
 from reconciler.providers.sim import drop_worlds, get_world
-from reconciler.providers.sim.records import IMAGE, VM
+from reconciler.providers.sim.records import IMAGE, VM, VOLUME
 
 CLOUD = """\
 apiVersion: reconciler.dev/v1alpha1
@@ -115,3 +115,99 @@ def test_raw_qcow2_and_ova_images_are_imported_on_demand(tmp_path: Path) -> None
     assert disks["VirtualMachine/default/appliance"] == ova_boot
     assert disks["images"] == "3"  # one per Image, though two VMs share one
     assert run("plan", str(manifests), "--detailed-exitcode", state=state).code == 0
+
+
+OVF_TWO_DISKS = """<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References><File ovf:href="boot.raw" ovf:id="f1" ovf:size="{boot}"/><File ovf:href="data.qcow2" ovf:id="f2" ovf:size="{data}"/></References>
+  <DiskSection><Info>disks</Info>
+    <Disk ovf:capacity="1" ovf:capacityAllocationUnits="byte * 2^30" ovf:diskId="boot" ovf:fileRef="f1" ovf:format="http://en.wikipedia.org/wiki/Byte"/>
+    <Disk ovf:capacity="1" ovf:capacityAllocationUnits="byte * 2^30" ovf:diskId="data" ovf:fileRef="f2" ovf:format="http://www.gnome.org/~markmc/qcow-image-format.html"/>
+    <Disk ovf:capacity="2" ovf:capacityAllocationUnits="byte * 2^30" ovf:diskId="scratch" ovf:format="http://en.wikipedia.org/wiki/Byte"/>
+  </DiskSection>
+  <VirtualSystem ovf:id="db"><Info>a VM</Info><Name>db</Name>
+    <VirtualHardwareSection><Info>hw</Info>
+      <Item><rasd:ElementName>1 CPU</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>1</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ElementName>2 GB</rasd:ElementName><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>2048</rasd:VirtualQuantity></Item>
+      <Item><rasd:ElementName>disk 1</rasd:ElementName><rasd:HostResource>ovf:/disk/boot</rasd:HostResource><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>17</rasd:ResourceType></Item>
+      <Item><rasd:ElementName>disk 2</rasd:ElementName><rasd:HostResource>ovf:/disk/data</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID><rasd:ResourceType>17</rasd:ResourceType></Item>
+      <Item><rasd:ElementName>disk 3</rasd:ElementName><rasd:HostResource>ovf:/disk/scratch</rasd:HostResource><rasd:InstanceID>5</rasd:InstanceID><rasd:ResourceType>17</rasd:ResourceType></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"""
+
+
+def sim_volumes(state: Path) -> tuple[dict[str, tuple[str, int]], list[str]]:
+    """Each volume's (content sha256, size in bytes) by key, and each image's key."""
+    world = get_world(state)
+    with world.reading():
+        volumes = {
+            r.tags[TAG_KEY]: (r.disk, r.size_bytes) for r in world.resources() if r.kind == VOLUME
+        }
+        images = sorted(r.tags[TAG_KEY] for r in world.resources() if r.kind == IMAGE)
+    drop_worlds()
+    return volumes, images
+
+
+def make_two_disk_ova(tmp_path: Path) -> tuple[Path, bytes, bytes]:
+    """An OVA with a raw boot disk, a qcow2 data disk and a blank scratch disk."""
+    boot, data = disk_bytes(b"db boot disk"), disk_bytes(b"db data disk", 2 * 1024 * 1024)
+    (tmp_path / "data.raw").write_bytes(data)
+    qcow = tmp_path / "data.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(tmp_path / "data.raw"),
+                    str(qcow)], check=True)  # fmt: skip
+    descriptor = OVF_TWO_DISKS.format(boot=len(boot), data=qcow.stat().st_size).encode()
+    ova = tmp_path / "db.ova"
+    with tarfile.open(ova, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, blob in (
+            ("db.ovf", descriptor),
+            ("boot.raw", boot),
+            ("data.qcow2", qcow.read_bytes()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return ova, boot, data
+
+
+def test_ova_data_disks_are_copied_into_their_volumes(tmp_path: Path) -> None:
+    """import-ovf's Volumes are made from the package's data disks (a blank disk stays
+    blank); imports are found again instead of planned anew; copies of an Image that
+    is gone are deleted."""
+    ova, boot, data = make_two_disk_ova(tmp_path)
+    manifests, state = tmp_path / "m", tmp_path / "state"
+    manifests.mkdir()
+    imported = run("import-ovf", str(ova), "--name", "db", "--out", str(manifests))
+    assert imported.code == 0, imported.err
+    (manifests / "cloud.yaml").write_text(CLOUD)
+    plan = json.loads(run("plan", str(manifests), "-o", "json", state=state).out)
+    imports = sorted(a["id"] for a in plan["actions"] if a["kind"] == "Image")
+    assert imports == ["create:Image/default/db@dc", "create:Image/default/db@dc#disk:data"]
+    data_vol = next(a for a in plan["actions"] if a["key"] == "Volume/default/db-data")
+    assert data_vol["dependsOn"] == ["create:Image/default/db@dc#disk:data"]
+    applied = run("apply", str(manifests), "--auto-approve", state=state)
+    assert applied.code == 0, applied.out + applied.err
+    volumes, images = sim_volumes(state)
+    assert volumes["Volume/default/db-data"][0] == hashlib.sha256(data).hexdigest()
+    blank = get_world(state).blobs.zeros(2)  # the simulator's record of 2 GiB of zeros
+    drop_worlds()
+    assert volumes["Volume/default/db-scratch"] == blank
+    assert sim_vms(state)["VirtualMachine/default/db"] == hashlib.sha256(boot).hexdigest()
+    assert images == ["Image/default/db", "Image/default/db"]
+    # A second VM from the same Image: the imported copy is used, not planned again.
+    (manifests / "more.yaml").write_text(VM_DOC.format(name="db2", image="db"))
+    plan = json.loads(run("plan", str(manifests), "-o", "json", state=state).out)
+    assert [a["kind"] for a in plan["actions"]] == ["VirtualMachine"]
+    assert plan["actions"][0]["dependsOn"] == [] and "imageFrom" not in plan["actions"][0]
+    # The Image and everything made from it removed: the copies go too.
+    for path in manifests.glob("*.yaml"):
+        if path.name != "cloud.yaml":
+            path.unlink()
+    plan = json.loads(run("plan", str(manifests), "-o", "json", state=state).out)
+    gone = [a for a in plan["actions"] if a["kind"] == "Image"]
+    assert [a["action"] for a in gone] == ["delete", "delete"]
+    assert all("no manifest declares its Image" in a["reason"] for a in gone)
+    applied = run("apply", str(manifests), "--auto-approve", state=state)
+    assert applied.code == 0, applied.out + applied.err
+    assert sim_volumes(state) == ({}, [])

@@ -150,6 +150,21 @@ def test_missing_path(tmp_path: Path) -> None:
             "spec.attachTo: VirtualMachine 'ghost' not found in namespace 'default'",
         ),
         (
+            HEAD + "kind: Volume\nmetadata: {name: v}\nspec: {sizeGiB: 1, cloud: aws, "
+            "image: {name: appliance}}\n",
+            "spec.image.name: Image 'appliance' not found in namespace 'default'",
+        ),
+        (
+            HEAD + "kind: Image\nmetadata: {name: app}\nspec:\n  format: ova\n  disks:\n"
+            "  - {name: boot, format: vmdk, capacityGiB: 1, file: b.vmdk}\n"
+            "  - {name: data, format: vmdk, capacityGiB: 1, file: d.vmdk}\n---\n"
+            + HEAD
+            + "kind: Volume\nmetadata: {name: v}\nspec: {sizeGiB: 1, cloud: aws, "
+            "image: {name: app, disk: dta}}\n",
+            "spec.image.disk: Image 'app' has no disk 'dta' (its spec.disks: boot, data) "
+            "(did you mean 'data'?)",
+        ),
+        (
             HEAD + "kind: Bucket\nmetadata: {name: b}\nspec: {clouds: [aws, azure]}\n",
             "spec.clouds[1]: Cloud 'azure' not found",
         ),

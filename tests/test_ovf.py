@@ -472,10 +472,12 @@ def test_import_ova_writes_manifests_that_validate(tmp_path: Path) -> None:
     vm = state.vms[ResourceKey("VirtualMachine", "team-a", "web-appliance")]
     assert (vm.resources.vcpus, vm.resources.memory_gib, vm.resources.disk_gib) == (2, 4.0, 16)
     assert (vm.image, vm.policy_ref) == ("web-appliance", "cheap")
-    sizes = {k.name: (v.size_gib, v.attach_to) for k, v in state.volumes.items()}
-    assert sizes == {
-        "web-appliance-vmdisk2": (2, "web-appliance"),  # 1.5 GiB, rounded up
-        "web-appliance-scratch": (4, "web-appliance"),
+    sizes = {
+        k.name: (v.size_gib, v.attach_to, v.image, v.image_disk) for k, v in state.volumes.items()
+    }
+    assert sizes == {  # 1.5 GiB rounded up; made from the package's disk (scratch: blank)
+        "web-appliance-vmdisk2": (2, "web-appliance", "web-appliance", "vmdisk2"),
+        "web-appliance-scratch": (4, "web-appliance", None, None),
     }
     again = run(*args, "--out", str(out))
     assert again.code == 1 and "exists" in again.err  # never overwritten

@@ -16,6 +16,7 @@ from rich.text import Text
 from reconciler.cli.options import common_options, report_errors, settings_from, use_colour
 from reconciler.executor.engine import observe_declared, place_declared
 from reconciler.manifest import load_desired
+from reconciler.model.artifacts import ObservedImage
 from reconciler.model.errors import PlanError
 from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey
 from reconciler.model.observed import Observed
@@ -53,6 +54,18 @@ def _row(kind: str, record: Observed, type_: str, state: str) -> dict[str, Any]:
     }
 
 
+def _image_row(image: ObservedImage) -> dict[str, Any]:
+    """An imported image (its storage is not priced: no $/h of its own)."""
+    return {
+        "kind": "Image",
+        "key": str(image.key),
+        "externalId": image.external_id,
+        "type": f"image disk {image.disk}" if image.disk else "image",
+        "state": f"{image.size_bytes} bytes, sha256 {image.sha256[:12]}",
+        "pricePerHour": 0.0,
+    }
+
+
 def _inventory_rows(
     paths: tuple[str, ...], state_dir: Path | None, owner: str | None
 ) -> dict[str, Any]:
@@ -76,6 +89,7 @@ def _inventory_rows(
         rows += [
             _row("Bucket", b, "bucket", "versioned" if b.versioning else "") for b in inv.buckets
         ]
+        rows += [_image_row(image) for image in inv.images]
         total = sum(float(r["pricePerHour"]) for r in rows)
         clouds.append(
             {

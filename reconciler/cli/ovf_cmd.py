@@ -3,7 +3,8 @@ Volume manifests (multi-document YAML that `reconciler validate` accepts).
 
 Per VirtualSystem: one Image (the package's url, os, the system's disks with format,
 exact capacity and SHA-256, the boot disk first), one VirtualMachine (vcpus, memory,
-boot disk size, the Image, the policy) and one Volume per further disk, attached to it.
+boot disk size, the Image, the policy) and one Volume per further disk, attached to it
+and made from that disk of the Image (``spec.image``), so its bytes are copied in.
 Memory is exact GiB (an integer when whole, else the exact float: bytes / 2^30 is exact
 in binary floating point); disk sizes are rounded up to whole GiB, as the schema's
 integer fields require, so nothing is smaller than in the package.
@@ -23,8 +24,6 @@ from reconciler.manifest.ovf import OvfDisk, OvfPackage, OvfSystem, read_package
 
 API_VERSION = "reconciler.dev/v1alpha1"
 GIB = 2**30
-#: The annotation on a Volume made from a package's data disk: "<image>/<diskId>".
-IMAGE_DISK_ANNOTATION = "reconciler.dev/image-disk"
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")  # a DNS-1123 subdomain
 _NAME_HINT = "lowercase letters, digits, '-' and '.', each part starting and ending alphanumeric"
@@ -127,13 +126,15 @@ def _system_docs(
         while vol_name in used:
             vol_name = slug(f"{vol_name}-{len(used)}")
         used.add(vol_name)
-        annotations = {IMAGE_DISK_ANNOTATION: f"{name}/{disk.disk_id}"}
+        vol_spec: Doc = {"sizeGiB": gib_up(disk.capacity_bytes), "attachTo": name}
+        if disk.file is not None:  # no file in the package: a blank disk
+            vol_spec["image"] = {"name": name, "disk": disk.disk_id}
         volumes.append(
             {
                 "apiVersion": API_VERSION,
                 "kind": "Volume",
-                "metadata": _meta(vol_name, namespace, annotations),
-                "spec": {"sizeGiB": gib_up(disk.capacity_bytes), "attachTo": name},
+                "metadata": _meta(vol_name, namespace),
+                "spec": vol_spec,
             }
         )
     if volumes:

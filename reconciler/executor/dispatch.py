@@ -86,11 +86,14 @@ def _forget(p: Provider, a: Action, r: Resolver) -> Observed | None:
 
 
 def _volume_create(p: Provider, a: Action, r: Resolver) -> Observed | None:
+    imported = a.params.get("sourceImageFrom")
+    source = r.get(str(imported), None) if imported else a.params.get("sourceImage")
     req = VolumeRequest(
         name=a.params["name"],
         size_gib=int(a.params["sizeGiB"]),
         volume_class=a.params.get("class", "standard"),
         tags=dict(a.params["tags"]),
+        source_image=source or None,
     )
     return p.create_volume(req)
 
@@ -112,6 +115,11 @@ def _volume_detach(p: Provider, a: Action, r: Resolver) -> Observed | None:
 
 def _volume_delete(p: Provider, a: Action, r: Resolver) -> Observed | None:
     p.delete_volume(r.get(str(a.key), a.external_id))
+    return None
+
+
+def _image_delete(p: Provider, a: Action, r: Resolver) -> Observed | None:
+    p.delete_image(r.get(str(a.key), a.external_id))
     return None
 
 
@@ -149,6 +157,7 @@ CALLS: dict[tuple[str, ActionType], Call] = {
     ("Bucket", ActionType.UPDATE): _bucket_update,
     ("Bucket", ActionType.DELETE): _bucket_delete,
     ("Bucket", ActionType.FORGET): _forget,
+    ("Image", ActionType.DELETE): _image_delete,
 }
 
 

@@ -4,8 +4,9 @@ Before a VM is created from an Image that has a ``url`` on a cloud that can impo
 images, the plan has a ``create Image/<ns>/<name>`` action on that cloud: its boot disk
 (a single disk image, or the first disk of an OVF/OVA package) is fetched, converted to
 raw bytes with ``qemu-img`` when it is not raw already, checksummed and imported
-(``Provider.import_image``). It is idempotent: an image already imported there (found by
-its uid) is used as it is.
+(``Provider.import_image``). A Volume made from a package's data disk has the same
+action for that disk (``params["image"]["disk"]``). It is idempotent: an image already
+imported there (found by its uid) is used as it is.
 """
 
 from __future__ import annotations
@@ -65,30 +66,43 @@ def _fetch(url: str, dest: Path) -> Path:
     return dest
 
 
-def _boot_disk(image: Mapping[str, Any], work: Path) -> tuple[Path, str]:
-    """The boot disk as a local file and its format (raw, qcow2, vmdk, vhd)."""
+def _chosen_disk(image: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The disk of a package to import: ``image["disk"]`` by name, else the boot disk."""
+    disks: list[Mapping[str, Any]] = image.get("disks") or []
+    wanted = image.get("disk") or ""
+    chosen = next((d for d in disks if d.get("name") == wanted), None) if wanted else None
+    if chosen is None and not wanted and disks:
+        chosen = disks[0]
+    if chosen is None or not (chosen.get("file") or chosen.get("url")):
+        what = f"disk {wanted}" if wanted else "boot disk"
+        raise PermanentError(f"image {image['key']}: its package has no {what} file")
+    return chosen
+
+
+def _disk_file(image: Mapping[str, Any], work: Path) -> tuple[Path, str]:
+    """The disk to import (boot disk, or ``image["disk"]``) as a local file, and its
+    format (raw, qcow2, vmdk, vhd)."""
     fmt, url = image["format"], image["url"]
     if fmt not in ("ova", "ovf"):
         return _fetch(url, work / "download"), fmt
-    disks = image.get("disks") or []
-    if not disks or not disks[0].get("file"):
-        raise PermanentError(f"image {image['key']}: its package has no boot disk file")
-    boot = disks[0]
-    package = read_package(str(_fetch(url, work / "package")))
-    chunks: Iterable[bytes] = file_chunks(package, boot["file"])
-    stored = work / "boot.disk"
-    _write(chunks, stored)
-    if boot.get("compression") == "gzip":
-        plain = work / "boot.plain"
+    chosen = _chosen_disk(image)
+    if chosen.get("file"):
+        package = read_package(str(_fetch(url, work / "package")))
+        stored = work / "disk.stored"
+        _write(file_chunks(package, chosen["file"]), stored)
+    else:
+        stored = _fetch(str(chosen["url"]), work / "disk.stored")
+    if chosen.get("compression") == "gzip":
+        plain = work / "disk.plain"
         with gzip.open(stored, "rb") as src, plain.open("wb") as out:
             shutil.copyfileobj(src, out, CHUNK)
         stored = plain
-    return stored, str(boot["format"])
+    return stored, str(chosen["format"])
 
 
 def raw_disk(image: Mapping[str, Any], work: Path) -> Path:
-    """The Image's boot disk as raw bytes in a file under ``work``."""
-    source, fmt = _boot_disk(image, work)
+    """The Image's disk to import as raw bytes in a file under ``work``."""
+    source, fmt = _disk_file(image, work)
     if fmt == "raw":
         return source
     qemu = shutil.which("qemu-img")
@@ -98,7 +112,7 @@ def raw_disk(image: Mapping[str, Any], work: Path) -> Path:
             "(apt install qemu-utils)",
             reason="MissingTool",
         )
-    target = work / "boot.raw"
+    target = work / "disk.raw"
     cmd = [qemu, "convert", "-f", QEMU_FORMATS.get(fmt, fmt), "-O", "raw", str(source), str(target)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:

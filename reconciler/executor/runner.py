@@ -171,14 +171,16 @@ class _Run:
         return BucketRef(provider, found.external_id)
 
     def _import_image(self, action: Action) -> Observed | None:
-        """An Image imported on demand; later VM creates find its id under
-        ``<image key>@<cloud>``."""
+        """An Image (one of its disks) imported on demand; later VM and volume creates
+        find its id under ``<image key>@<cloud>[#<disk>]``."""
         provider = self.providers[action.cloud]
         work = self.options.work_dir
         image = self._provider_call(
             action, action.cloud, lambda: ensure_image(provider, action.params, work)
         )
-        self.resolver.record(f"{action.key}@{action.cloud}", image.external_id)
+        disk = action.params["image"].get("disk") or ""
+        suffix = f"#{disk}" if disk else ""
+        self.resolver.record(f"{action.key}@{action.cloud}{suffix}", image.external_id)
         self.emit(ActionEvent(action, "progress", f"image {image.external_id} ({image.sha256})"))
         return None
 

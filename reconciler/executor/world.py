@@ -1,5 +1,8 @@
 """Observing the world: every cloud described, priced and listed, in parallel.
 
+The listing is of the resources we own and, where the cloud can import images, of
+the images we imported there (Image status shows them; the planner reuses them).
+
 A cloud that cannot be observed fails the whole plan: planning without knowing what
 runs there could create duplicates or miss deletions.
 """
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 
 from reconciler.executor.retry import RetryPolicy, call_with_retry
 from reconciler.model.artifacts import BucketDrift
-from reconciler.model.cloud import CloudInfo, Offer
+from reconciler.model.cloud import Capability, CloudInfo, Offer
 from reconciler.model.errors import PlanError, ProviderError
 from reconciler.model.keys import ResourceKey
 from reconciler.model.observed import CloudInventory, Inventory
@@ -68,6 +71,9 @@ def _view(provider: Provider, retry: RetryPolicy) -> CloudView:
     info = call_with_retry(provider.describe, retry)
     offers = call_with_retry(provider.offers, retry)
     inventory = call_with_retry(provider.list_managed, retry)
+    if Capability.IMAGE_IMPORT in info.capabilities:
+        images = call_with_retry(provider.list_images, retry)
+        inventory = dataclasses.replace(inventory, images=tuple(images))
     return CloudView(info, tuple(offers), inventory)
 
 

@@ -272,6 +272,8 @@ def build_desired(index: Index) -> DesiredState:
                 protect=protect,
                 drift_policy=DriftPolicy(spec.get("driftPolicy", "Correct")),
                 source=source,
+                image=(spec.get("image") or {}).get("name"),
+                image_disk=(spec.get("image") or {}).get("disk"),
             )
         elif kind == "Bucket":
             deletion, protect = _storage_common(spec)

@@ -238,6 +238,25 @@ class _Checker:
         self.need(doc, ("spec", "cloud"), "Cloud", "", spec.get("cloud"))
         policy = _get(spec, "policyRef", "name")
         self.need(doc, ("spec", "policyRef", "name"), "BrokerPolicy", key.namespace, policy)
+        self.image_disk(key, doc, spec)
+
+    def image_disk(self, key: ResourceKey, doc: Document, spec: dict[str, Any]) -> None:
+        """A Volume's spec.image names an Image, and spec.image.disk one of its disks."""
+        name, disk = _get(spec, "image", "name"), _get(spec, "image", "disk")
+        self.need(doc, ("spec", "image", "name"), "Image", key.namespace, name)
+        image = self.objects.get(ResourceKey("Image", key.namespace, str(name)))
+        if image is None or not isinstance(disk, str):
+            return
+        disks = _get(image.data, "spec", "disks")
+        names = (
+            [d.get("name") for d in disks if isinstance(d, dict)] if isinstance(disks, list) else []
+        )
+        if disk not in names:
+            listed = ", ".join(str(n) for n in names) or "none"
+            message = f"Image '{name}' has no disk '{disk}' (its spec.disks: {listed})"
+            self.report(
+                doc, ("spec", "image", "disk"), message + suggest(disk, [str(n) for n in names])
+            )
 
     def check_Bucket(self, key: ResourceKey, doc: Document, spec: dict[str, Any]) -> None:
         policy = _get(spec, "policyRef", "name")

@@ -9,12 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from reconciler.model.keys import TAG_KEY, ResourceKey
+
 #: Object metadata key under which reconciler records the SHA-256 of what it wrote
 #: (stores spell metadata differently: S3 ``x-amz-meta-``, Swift ``X-Object-Meta-``,
 #: Azure blob metadata; drivers translate).
 META_SHA256 = "reconciler-sha256"
 #: On a bucket copy's object: the ETag of the object it was copied from.
 META_SOURCE_ETAG = "reconciler-source-etag"
+#: On an image imported from an Image: which of its disks it holds (absent: the boot
+#: disk, the only disk of a single-file Image).
+TAG_IMAGE_DISK = "reconciler.dev/image-disk"
 
 #: A stream of bytes, in chunks of any size (drivers choose; 8 MiB is typical).
 Chunks = Iterable[bytes]
@@ -45,6 +50,19 @@ class ObservedImage:
     size_bytes: int
     sha256: str
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> ResourceKey | None:
+        """The resource it was imported for (an Image, or the VM a migration moves)."""
+        try:
+            return ResourceKey.parse(self.tags.get(TAG_KEY, ""))
+        except ValueError:
+            return None
+
+    @property
+    def disk(self) -> str:
+        """The Image disk it holds ("" for the boot disk)."""
+        return self.tags.get(TAG_IMAGE_DISK, "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from reconciler.model.artifacts import ObservedImage
 from reconciler.model.keys import TAG_KEY, TAG_UID, ResourceKey
 from reconciler.model.specs import PowerState
 
@@ -106,6 +107,9 @@ class CloudInventory:
     vms: tuple[ObservedVM, ...] = ()
     volumes: tuple[ObservedVolume, ...] = ()
     buckets: tuple[ObservedBucket, ...] = ()
+    #: Images we imported there (Images on demand, migrations in flight); only on
+    #: clouds that can import images.
+    images: tuple[ObservedImage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,9 @@ class Inventory:
     def all_buckets(self) -> list[ObservedBucket]:
         return [b for inv in self.clouds.values() for b in inv.buckets]
 
+    def all_images(self) -> list[ObservedImage]:
+        return [i for inv in self.clouds.values() for i in inv.images]
+
     def records(self) -> list[Observed]:
         """Every VM, volume and bucket, in that order."""
         return [*self.all_vms(), *self.all_volumes(), *self.all_buckets()]
@@ -138,6 +145,7 @@ class Inventory:
                 *inv.buckets,
             ]
             rows = sorted(_row(r) for r in records)
+            rows.extend(sorted(f"image {i.external_id} {i.sha256} {i.tags}" for i in inv.images))
             digest.update(name.encode())
             for row in rows:
                 digest.update(row.encode())

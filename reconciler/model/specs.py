@@ -266,6 +266,10 @@ class VolumeSpec:
     protect: bool = False
     drift_policy: DriftPolicy = DriftPolicy.CORRECT
     source: Source = field(default_factory=Source)
+    #: Made from a disk of this Image (same namespace): its boot disk, or the disk
+    #: named ``image_disk`` (an OVF package's data disk). Only read at creation.
+    image: str | None = None
+    image_disk: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

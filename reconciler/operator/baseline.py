@@ -40,6 +40,8 @@ class Baseline:
         self.valid = True
         self._by_key: dict[ResourceKey, tuple[Observed, ...]] = {}
         self._unkeyed: list[Observed] = []
+        #: Imported images as last observed (an import invalidates the record).
+        self._images = {name: inv.images for name, inv in world.inventory.clouds.items()}
         for record in world.inventory.records():
             if record.key is None:
                 self._unkeyed.append(record)
@@ -51,6 +53,9 @@ class Baseline:
 
     def record(self, action: Action, observed: Observed | None) -> None:
         """Fold the outcome of an action that succeeded into the record."""
+        if action.key.kind == "Image":  # imports and clean-ups are rare: re-observe
+            self.invalidate()
+            return
         if action.type in GONE:
             self._drop(action.key, action.cloud, action.external_id)
             return
@@ -97,7 +102,11 @@ class Baseline:
         return Inventory(
             {
                 name: CloudInventory(
-                    name, tuple(vms[name]), tuple(volumes[name]), tuple(buckets[name])
+                    name,
+                    tuple(vms[name]),
+                    tuple(volumes[name]),
+                    tuple(buckets[name]),
+                    self._images.get(name, ()),
                 )
                 for name in self.clouds
             }

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reconciler.executor.world import World
+from reconciler.model.artifacts import ObservedImage
 from reconciler.model.cloud import CloudInfo, Offer
 from reconciler.model.errors import Diagnostic
 from reconciler.model.keys import ResourceKey, owning_set
@@ -98,6 +99,10 @@ class PassReport:
 
     def buckets(self, key: ResourceKey) -> list[ObservedBucket]:
         return [o for o in self._observed(key) if isinstance(o, ObservedBucket)]
+
+    def images(self, key: ResourceKey) -> list[ObservedImage]:
+        """The copies of Image ``key`` imported into clouds (boot disk and data disks)."""
+        return [i for i in self.inventory.all_images() if i.key == key]
 
     def resources_on(self, cloud: str) -> int:
         """How many managed resources the cloud holds."""

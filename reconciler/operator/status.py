@@ -7,14 +7,17 @@ True when no change is pending; ``Placed`` (VMs) when the broker found an offer.
 Conditions keep their ``lastTransitionTime`` while their status does not change, so
 an unchanged object produces an identical status and no write. A VM moving to another
 cloud is ``Migrating`` (Ready Unknown) and shows ``status.migration``; a BrokerPolicy
-shows its rebalancing round (see ``migrations``).
+shows its rebalancing round (see ``migrations``); an Image the clouds it was imported
+into, with each cloud's image id (``status.clouds``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from reconciler.manifest import object_label
+from reconciler.model.artifacts import ObservedImage
 from reconciler.model.keys import ResourceKey, replica_key
 from reconciler.model.placement import Candidate
 from reconciler.model.plan import Action
@@ -271,6 +274,26 @@ def accepted_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
     return status
 
 
+def image_status(obj: CachedObject, rep: PassReport) -> dict[str, Any]:
+    """An Image: accepted when valid, and where it was imported (per-cloud ids)."""
+    status = accepted_status(obj, rep)
+    found = sorted(rep.images(obj.key), key=lambda i: (i.cloud, i.disk, i.external_id))
+    if found:
+        status["clouds"] = [_imported(image) for image in found]
+    return status
+
+
+def _imported(image: ObservedImage) -> dict[str, Any]:
+    row: dict[str, Any] = {"cloud": image.cloud, "imageId": image.external_id}
+    if image.disk:
+        row["disk"] = image.disk
+    if re.fullmatch(r"[0-9a-f]{64}", image.sha256):
+        row["sha256"] = image.sha256
+    if image.size_bytes:
+        row["sizeBytes"] = image.size_bytes
+    return row
+
+
 _BY_KIND = {
     "VirtualMachine": vm_status,
     "VirtualMachineSet": set_status,
@@ -278,7 +301,7 @@ _BY_KIND = {
     "Bucket": bucket_status,
     "Cloud": cloud_status,
     "BrokerPolicy": accepted_status,
-    "Image": accepted_status,
+    "Image": image_status,
 }
 
 

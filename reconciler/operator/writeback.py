@@ -42,6 +42,7 @@ OPTIONAL_STATUS = {
     "VirtualMachine": ("placement", "candidates", "migration"),
     "Volume": ("cloud", "externalId", "attachedTo"),
     "BrokerPolicy": ("rebalance",),
+    "Image": ("clouds",),
 }
 #: Synced reasons worth an Event when an object enters them.
 WARN_REASONS = frozenset({"InvalidSpec", "DeletionBlocked", "PlanRefused", "CloudUnavailable"})

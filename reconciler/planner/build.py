@@ -10,6 +10,7 @@ from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey
 from reconciler.model.plan import CloudPrices, Plan, UnplacedEntry
 from reconciler.planner.buckets import plan_buckets
 from reconciler.planner.collect import Collector
+from reconciler.planner.images import plan_image_cleanup
 from reconciler.planner.inputs import PlanInput
 from reconciler.planner.storage import plan_volumes
 from reconciler.planner.vms import plan_vms
@@ -28,6 +29,7 @@ def build_plan(inp: PlanInput) -> Plan:
     vm_targets = plan_vms(inp, col)
     plan_volumes(inp, col, vm_targets)
     plan_buckets(inp, col)
+    plan_image_cleanup(inp, col)
     if col.protected and not inp.refuse_protected:
         col.warnings.extend(f"kept because protect: true: {item}" for item in col.protected)
     elif col.protected:

@@ -98,9 +98,11 @@ class Collector:
         price_after: float = 0.0,
         changes: tuple[FieldChange, ...] = (),
         params: Mapping[str, Any] | None = None,
+        id_suffix: str | None = None,
     ) -> str:
-        """Record an action and return its id (for others to depend on)."""
-        ident = action_id(kind, key, cloud, external_id)
+        """Record an action and return its id (for others to depend on); ``id_suffix``
+        tells apart two creates of one key in one cloud (an Image's disks)."""
+        ident = action_id(kind, key, cloud, external_id or id_suffix)
         self._ids.add(ident)
         self.actions.append(
             Action(

@@ -11,6 +11,7 @@ from reconciler.model.plan import ActionType
 from reconciler.model.specs import DriftPolicy, VolumeSpec
 from reconciler.planner.collect import Collector, cloud_name
 from reconciler.planner.diff import field_changes
+from reconciler.planner.images import volume_source
 from reconciler.planner.inputs import PlanInput
 from reconciler.planner.migrate import is_retained
 from reconciler.planner.vms import VMTarget
@@ -78,20 +79,26 @@ def _plan_volume(
     price = _volume_price(inp, cloud, spec.size_gib)
     if keep is None:
         uid = col.uid(spec.key, cloud)
+        params: dict[str, object] = {
+            "name": cloud_name(spec.key),
+            "sizeGiB": spec.size_gib,
+            "class": spec.volume_class,
+            "tags": ownership_tags(
+                col.owner, spec.key, uid, spec.protect, spec.deletion_policy.value
+            ),
+        }
+        source = volume_source(inp, col, spec, cloud)
+        if source is not None:
+            params.update(source.params("sourceImage", "sourceImageFrom"))
+        made_from = f" from Image {spec.image}" if source is not None else ""
         create_id = col.add(
             ActionType.CREATE,
             spec.key,
             cloud,
-            f"not present; {placed.reason}",
+            f"not present{made_from}; {placed.reason}",
             price_after=price,
-            params={
-                "name": cloud_name(spec.key),
-                "sizeGiB": spec.size_gib,
-                "class": spec.volume_class,
-                "tags": ownership_tags(
-                    col.owner, spec.key, uid, spec.protect, spec.deletion_policy.value
-                ),
-            },
+            depends_on=source.depends_on if source is not None else (),
+            params=params,
         )
         col.cost(cloud, 0.0, price)
         if vm_target is not None:

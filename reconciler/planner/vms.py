@@ -120,9 +120,9 @@ def _create(
     uid = col.uid(spec.key, placement.cloud)
     price = _running_price(spec, placement)
     params = _create_params(col, spec, placement, uid)
-    image_action = import_for(inp, col, spec, placement.cloud)
-    if image_action is not None:
-        params["imageFrom"] = f"Image/{spec.key.namespace}/{spec.image}@{placement.cloud}"
+    image = import_for(inp, col, spec, placement.cloud)
+    if image is not None:
+        params.update(image.params("image", "imageFrom"))
     ident = col.add(
         ActionType.CREATE,
         spec.key,
@@ -130,7 +130,7 @@ def _create(
         f"{why}; {placement.reason}",
         instance_type=placement.offer.name,
         price_after=price,
-        depends_on=(image_action,) if image_action else (),
+        depends_on=image.depends_on if image else (),
         params=params,
     )
     col.cost(placement.cloud, 0.0, price)

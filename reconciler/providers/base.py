@@ -256,8 +256,14 @@ class Provider(ABC):
         """Our image carrying ``reconciler.dev/uid == uid``, if any. Never mutates."""
         raise self.unsupported("importing images", Capability.IMAGE_IMPORT)
 
+    def list_images(self) -> list[ObservedImage]:
+        """Every usable image we own in this cloud (an import that did not finish is
+        not one). Never mutates."""
+        raise self.unsupported("importing images", Capability.IMAGE_IMPORT)
+
     def delete_image(self, external_id: str) -> None:
-        """Delete one of our images; absent is success."""
+        """Delete one of our images; absent is success. VMs and volumes made from it
+        keep running (they are copies, or hold their own reference)."""
         raise self.unsupported("importing images", Capability.IMAGE_IMPORT)
 
     def disk_sha256(self, ref: DiskRef) -> str | None:

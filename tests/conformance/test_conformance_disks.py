@@ -130,6 +130,7 @@ def test_image_import(target: ConformanceTarget) -> None:
         assert_not_supported(
             lambda: provider.import_image(ImageRequest("x", 1, "0" * 64, {}), [b"x"])
         )
+        assert_not_supported(provider.list_images)
         return
     uid = new_uid()
     chunks = synthetic(uid.encode())
@@ -139,6 +140,12 @@ def test_image_import(target: ConformanceTarget) -> None:
     assert provider.import_image(request, Once()).external_id == image.external_id
     found = provider.find_image(uid)
     assert found is not None and found.external_id == image.external_id
+    listed = {i.external_id: i for i in provider.list_images()}
+    assert image.external_id in listed  # what the planner and Image status see
+    assert (listed[image.external_id].sha256, listed[image.external_id].key) == (
+        request.sha256,
+        found.key,
+    )
     # Bytes that do not match what the request promised leave nothing behind.
     bad_uid = new_uid()
     bad = image_request(target, bad_uid, chunks)
@@ -164,6 +171,7 @@ def test_image_import(target: ConformanceTarget) -> None:
     provider.delete_vm(vm_id)
     provider.delete_image(image.external_id)
     assert provider.find_image(uid) is None
+    assert image.external_id not in {i.external_id for i in provider.list_images()}
     provider.delete_image(image.external_id)  # absent is success
 
 

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from reconciler.model.artifacts import Chunks, ObservedImage
 from reconciler.model.errors import PermanentError
-from reconciler.model.keys import GROUP, TAG_UID
+from reconciler.model.keys import GROUP, TAG_OWNER, TAG_UID
 from reconciler.model.observed import ObservedVolume
 from reconciler.providers.aws import blocks
 from reconciler.providers.aws.core import tag_dict, tag_list
@@ -74,6 +74,11 @@ class AwsImages(AwsSnapshots):
             if self.owns(tag_dict(ami.get("Tags"))):
                 return ami
         return None
+
+    def list_images(self) -> list[ObservedImage]:
+        with mapped(self.cloud.name, "list images"):
+            amis = self._amis([{"Name": f"tag:{TAG_OWNER}", "Values": [self.context.owner]}])
+        return [self._to_image(a) for a in amis if self.owns(tag_dict(a.get("Tags")))]
 
     def find_image(self, uid: str) -> ObservedImage | None:
         with mapped(self.cloud.name, f"find image {uid}"):

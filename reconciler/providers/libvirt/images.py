@@ -79,6 +79,10 @@ class LibvirtImages(LibvirtDisks):
         self._put_artifact(host, name, art)
         return self._image(art)
 
+    def list_images(self) -> list[ObservedImage]:
+        self._need(Capability.IMAGE_IMPORT, "importing images")
+        return [self._image(art) for _, art in self._artifacts(IMAGE)]
+
     def find_image(self, uid: str) -> ObservedImage | None:
         self._need(Capability.IMAGE_IMPORT, "importing images")
         found = self._artifact(IMAGE, uid=uid)

@@ -119,6 +119,10 @@ class ImageMixin(VolumeMixin):
             f"reading image {image_id}", lambda: self.image_api().get_image(image_id)
         )
 
+    def list_images(self) -> list[ObservedImage]:
+        """Our ``active`` images (unfinished imports are not images yet)."""
+        return [self.image_of(i) for i in self._owned_images() if i.status == "active"]
+
     def find_image(self, uid: str) -> ObservedImage | None:
         """Our ``active`` image with this uid; an unfinished import is not an image yet."""
         image = self._image_by_uid(uid)

@@ -116,6 +116,15 @@ class SimDisks(SimStorage):
                 return None
             return self._image(rec)
 
+    def list_images(self) -> list[ObservedImage]:
+        fault = self.chaos.enter("list")
+        self._need(Capability.IMAGE_IMPORT, "importing images")
+        with self.world.reading():
+            owned = self.world.owned(self.cloud.name, self.context.owner)
+            found = [self._image(rec) for rec in owned if rec.kind == IMAGE]
+        self.chaos.leave("list", fault)
+        return found
+
     def delete_image(self, external_id: str) -> None:
         fault = self.chaos.enter("delete")
         self._need(Capability.IMAGE_IMPORT, "importing images")

@@ -1,0 +1,52 @@
+"""The operator and Images: an Image imported on demand shows each cloud's id for it
+in ``status.clouds``; removing the Image deletes the imported copy."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kube.ophelp import Env, create, get, image_body, sim_resources, wait_condition, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _clouds(env: Env, name: str) -> list[dict[str, Any]]:
+    obj = get(env.admin, "Image", env.ns, name) or {}
+    return list((obj.get("status") or {}).get("clouds") or [])
+
+
+def test_imported_image_ids_are_kept_in_status_and_removed_with_the_image(
+    env: Env, tmp_path: Path
+) -> None:
+    disk = hashlib.sha256(b"appliance").digest() * 32768  # 1 MiB of raw disk
+    path = tmp_path / "appliance.raw"
+    path.write_bytes(disk)
+    env.basics()
+    body = image_body(env.ns, "appliance")
+    body["spec"] = {"format": "raw", "url": str(path), "import": "OnDemand"}
+    create(env.admin, body)
+    env.vm("app", image="appliance")
+    env.operator("--resync", "2")
+    wait_condition(env.admin, "VirtualMachine", env.ns, "app", "Ready", "True")
+    rows = wait_for(lambda: _clouds(env, "appliance"), 30, "Image status.clouds")
+    images = sim_resources(env.state, env.cloud, "image")
+    assert [(r.id, r.disk) for r in images] == [(rows[0]["imageId"], rows[0]["sha256"])]
+    assert rows == [
+        {
+            "cloud": env.cloud,
+            "imageId": images[0].id,
+            "sha256": hashlib.sha256(disk).hexdigest(),
+            "sizeBytes": len(disk),
+        }
+    ]
+    assert sim_resources(env.state, env.cloud)[0].disk == rows[0]["sha256"]  # VM booted from it
+    ready = wait_condition(env.admin, "Image", env.ns, "appliance", "Ready", "True")
+    assert ready["status"]["observedGeneration"] == 1
+    env.admin.delete(env.path("app"))
+    env.admin.delete(env.path("appliance", "Image"))
+    wait_for(lambda: not sim_resources(env.state, env.cloud, "image"), 30, "imported copy deleted")
+    wait_for(lambda: not sim_resources(env.state, env.cloud), 30, "VM deleted")
