@@ -11,7 +11,9 @@ from planner_fixtures import SMALL, make_input, observed, vm_key
 from reconciler.manifest import load_objects
 from reconciler.model.keys import ResourceKey
 from reconciler.model.observed import CloudInventory, Inventory, ObservedVolume
-from reconciler.model.plan import ActionType
+from reconciler.model.plan import Action, ActionType
+from reconciler.model.specs import DesiredState, VolumeSpec
+from reconciler.operator.background import BackgroundMigrations
 from reconciler.operator.desired import build_desired
 from reconciler.operator.gating import Backoff, FullPassClock, paused_filter, split_plan
 from reconciler.operator.informer import CachedObject, status_digest
@@ -204,3 +206,58 @@ def test_full_pass_clock_with_no_postponing_never_gives_way() -> None:
     assert clock.due() and not clock.may_postpone()
     clock.planned()
     assert not clock.may_postpone()
+
+
+def _migrate(name: str) -> Action:
+    key = ResourceKey("VirtualMachine", NS, name)
+    return Action(f"migrate:{key}@b", ActionType.MIGRATE, key, "b", "cheaper on b")
+
+
+def test_background_migrations_run_beside_the_loop_one_per_key_within_the_limit() -> None:
+    ended: list[ResourceKey] = []
+    runner = BackgroundMigrations(ended.append, limit=2)
+    gate = threading.Event()
+    assert runner.start(_migrate("a"), gate.wait)
+    assert not runner.start(_migrate("a"), gate.wait)  # one per VM
+    assert runner.start(_migrate("b"), gate.wait)
+    assert not runner.start(_migrate("c"), gate.wait)  # the limit: left for a later pass
+    desired = DesiredState(
+        volumes={
+            ResourceKey("Volume", NS, "data"): VolumeSpec(
+                ResourceKey("Volume", NS, "data"), 1, attach_to="a"
+            ),
+            ResourceKey("Volume", NS, "free"): VolumeSpec(ResourceKey("Volume", NS, "free"), 1),
+        }
+    )
+    moving = runner.holds(desired)
+    assert moving(ResourceKey("VirtualMachine", NS, "a")) and moving(
+        ResourceKey("Volume", NS, "data")
+    )
+    assert not moving(ResourceKey("Volume", NS, "free"))
+    assert not moving(ResourceKey("VirtualMachine", NS, "c"))
+    gate.set()
+    runner.stop()  # waits for both
+    assert sorted(k.name for k in ended) == ["a", "b"] and runner.running() == frozenset()
+    assert not runner.start(_migrate("c"), gate.wait)  # halted until resumed
+    runner.resume()
+    assert runner.start(_migrate("c"), lambda: None)
+    runner.stop()
+    assert [k.name for k in ended][-1] == "c"
+
+
+def test_backoff_is_safe_from_several_threads() -> None:
+    backoff = Backoff()
+    keys = [ResourceKey("VirtualMachine", NS, f"vm-{i}") for i in range(200)]
+
+    def churn() -> None:
+        for key in keys:
+            backoff.failed(key)
+            backoff.next_due()
+            backoff.succeeded(key)
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert backoff.next_due() is None

@@ -201,6 +201,22 @@ def test_planning_again_after_the_moves_moves_nothing(case: Case) -> None:
     assert moved(after, plan(after)) == {}
 
 
+@PROPS
+@given(cases(), st.data())
+def test_migrations_the_caller_knows_of_count_against_the_budget(
+    case: Case, data: st.DataObject
+) -> None:
+    """VMs being migrated that the clouds do not show yet (the operator's background
+    migrations before their first step) take budget slots and are not moved again."""
+    keys = sorted(case.desired.vms)
+    migrating = frozenset(data.draw(st.lists(st.sampled_from(keys), unique=True)))
+    ctx = RebalanceContext(NOW, {}, migrating)
+    result = place(case.desired, case.clouds, case.offers, case.inventory, rebalance=ctx)
+    moves = moved(case, result)
+    assert not moves.keys() & migrating
+    assert len(moves) <= max(0, case.policy.rebalance.max_concurrent_migrations - len(migrating))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     base=st.integers(20, 100),

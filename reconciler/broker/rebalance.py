@@ -32,10 +32,14 @@ from reconciler.model.specs import MigrationStrategy, PolicySpec, PowerState, VM
 
 @dataclass(frozen=True)
 class RebalanceContext:
-    """The clock, and per BrokerPolicy the period of its last completed round."""
+    """The clock, per BrokerPolicy the period of its last completed round, and the VMs
+    the caller knows are being migrated though the clouds may not show it yet (the
+    operator's background migrations before their first step): they count against
+    ``maxConcurrentMigrations`` like the migrations the clouds show."""
 
     now: dt.datetime
     completed: Mapping[ResourceKey, str] = field(default_factory=dict)
+    migrating: frozenset[ResourceKey] = frozenset()
 
 
 @dataclass
@@ -131,7 +135,7 @@ class Rebalancer:
         self.observed = observed
         self.in_flight = {
             vm.key for vm in inventory.all_vms() if vm.key and vm.tags.get(TAG_MIGRATION_TARGET)
-        }
+        } | (ctx.migrating & world.desired.vms.keys())
         self.out = RebalanceOutcome()
         self.budgets: dict[ResourceKey, _Budget] = {}
         self._fitting: dict[Need, list[Offer]] = {}

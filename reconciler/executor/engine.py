@@ -113,16 +113,20 @@ def plan_world(
     checkpoint: Callable[[], None] = lambda: None,
     rounds: Mapping[ResourceKey, str] | None = None,
     abort: frozenset[ResourceKey] = frozenset(),
+    migrating: frozenset[ResourceKey] = frozenset(),
 ) -> Planned:
     """Place and plan against an observed ``world``. ``rounds`` are the rebalancing
     rounds already completed (None: no cost-driven moves at all); ``abort`` names VMs
-    whose migration is to be rolled back. The other keyword arguments are the
+    whose migration is to be rolled back; ``migrating`` VMs being migrated (see
+    RebalanceContext). The other keyword arguments are the
     operator's (see PlanInput and broker.place; ``checkpoint`` runs between placing
     and planning and may raise to abandon the work)."""
     stamp = created_at or now_iso()
     ctx = None
     if rounds is not None:
-        ctx = RebalanceContext(dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")), rounds)
+        ctx = RebalanceContext(
+            dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")), rounds, migrating
+        )
     result = place(
         desired,
         world.clouds,

@@ -9,11 +9,13 @@ baseline (what the last full pass saw plus the results of our own calls), so a
 spec change does not wait for a whole-world pass. A pass that acted requeues the
 keys it acted on; objects in backoff are retried by the next full pass when due.
 The loop is only driven while this replica leads. Rebalancing rounds and migration
-records live in the state ConfigMap (see ``moves`` and ``state_store``).
+records live in the state ConfigMap (see ``moves`` and ``state_store``); migrations
+run beside the loop, not inside a pass (see ``background``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -28,6 +30,7 @@ from reconciler.model.errors import ReconcilerError
 from reconciler.model.keys import ResourceKey
 from reconciler.model.plan import Action, ActionType, Plan
 from reconciler.operator import memory
+from reconciler.operator.background import BackgroundMigrations
 from reconciler.operator.baseline import Baseline
 from reconciler.operator.clouds import CloudProviders
 from reconciler.operator.desired import ClusterDesired, SchemaMemo, build_desired
@@ -94,7 +97,10 @@ class Controller:
         self.options = options
         self.stop = stop
         self.state = state
-        self.moves = Moves(state, cache, writer, metrics, stop)
+        self.background = BackgroundMigrations(self._migration_ended, settings.parallelism)
+        self.moves = Moves(state, cache, writer, metrics, stop, self.background.halt)
+        #: A background migration ended since the last full pass observed the clouds.
+        self._ended_since_observing = False
         self.backoff = Backoff()
         self.schema_memo = SchemaMemo()
         self.baseline: Baseline | None = None
@@ -155,16 +161,30 @@ class Controller:
         delay = 0.0
         while not self.stop.is_set():
             if not leading.is_set():
+                self.background.stop()  # the next leader resumes them
                 self._recovered = False
                 self.baseline = None
                 self.clouds.forget()
                 leading.wait(1.0)
                 continue
+            self.background.resume()
             dirty = self._wait_for_work(delay)
             if self.stop.is_set() or not leading.is_set():
                 continue
             delay = self.reconcile_once(dirty)
             self.activity += 1
+        self.background.stop()  # each stops before its next step
+
+    def _migration_ended(self, key: ResourceKey) -> None:
+        """A background migration ended: where its VM and volumes are changed under
+        the baseline, so the next pass observes again (a full one)."""
+        with self._wake:
+            self._ended_since_observing = True
+            self._dirty.add(key)
+            self._wake.notify()
+        base = self.baseline
+        if base is not None:
+            base.invalidate()
 
     # -- one pass -------------------------------------------------------------------
     def reconcile_once(self, dirty: set[ResourceKey] | None = None) -> float:
@@ -233,6 +253,8 @@ class Controller:
             if not self._recovered:
                 self._recover(cluster)
             self._checkpoint()
+            with self._wake:
+                self._ended_since_observing = False
             plan, world = plan_cluster(
                 cluster,
                 self.cache.objects("Cloud"),
@@ -241,9 +263,12 @@ class Controller:
                 report,
                 self._checkpoint,
                 rounds=self.moves.rounds_for(cluster),
+                migrating=self.background.running(),
             )
             self._checkpoint()
             self.baseline = Baseline(world)
+            if self._ended_since_observing:  # it observed before a migration ended
+                self.baseline.invalidate()
             self.inline.fold_into(self.baseline)
             self._activity_at_full = self.activity
             self.full.planned()
@@ -307,20 +332,41 @@ class Controller:
         report: PassReport,
         leave_alone: Callable[[ResourceKey], bool] = lambda _key: False,
     ) -> tuple[bool, bool]:
-        """Gate and carry out ``plan`` (holding back the keys ``leave_alone`` names too);
-        the keys acted on are re-checked next pass. Returns (whether anything was
-        carried out, whether all of it succeeded)."""
-        runnable, held = self._gate(plan, cluster, leave_alone)
+        """Gate and carry out ``plan`` (holding back the keys ``leave_alone`` names too,
+        and those a background migration is moving); migrations are handed to the
+        background, the rest is carried out now and its keys re-checked next pass.
+        Returns (whether anything was carried out or started, whether all of what was
+        carried out succeeded)."""
+        moving = self.background.holds(cluster.desired)
+        runnable, held = self._gate(plan, cluster, lambda key: leave_alone(key) or moving(key))
         for action in held:
-            report.pending[action.key].append(action)
-        if not runnable.actions:
-            return False, True
-        for action in runnable.actions:
+            (report.applying if moving(action.key) else report.pending)[action.key].append(action)
+        now = tuple(a for a in runnable.actions if a.type is not ActionType.MIGRATE)
+        started = [
+            self._start_migration(a, plan, world, cluster, report)
+            for a in runnable.actions
+            if a.type is ActionType.MIGRATE
+        ]
+        if not now:
+            return any(started), True
+        for action in now:
             report.applying[action.key].append(action)
-        result = self._apply(runnable, world, cluster, report)
+        result = self._apply(dataclasses.replace(runnable, actions=now), world, cluster, report)
         with self._wake:
-            self._dirty.update(a.key for a in runnable.actions)
+            self._dirty.update(a.key for a in now)
         return True, result.ok
+
+    def _start_migration(
+        self, action: Action, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport
+    ) -> bool:
+        """Hand one migration to the background (pending if it cannot start now)."""
+        alone = dataclasses.replace(plan, actions=(action,), rebalance=())
+        report.applying[action.key].append(action)
+        if self.background.start(action, lambda: self._apply(alone, world, cluster, report)):
+            return True
+        report.applying[action.key].remove(action)
+        report.pending[action.key].append(action)
+        return False
 
     def _gate(
         self, plan: Plan, cluster: ClusterDesired, leave_alone: Callable[[ResourceKey], bool]

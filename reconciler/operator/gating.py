@@ -9,6 +9,7 @@ from ``base`` up to ``cap`` seconds, and is cleared by a success.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,31 +39,37 @@ def paused_filter(paused: frozenset[ResourceKey]) -> Callable[[Action], bool]:
 
 @dataclass
 class Backoff:
-    """Per-object retry delays after failed actions."""
+    """Per-object retry delays after failed actions (thread safe: background
+    migrations report their outcomes from their own threads)."""
 
     base: float = 1.0
     cap: float = 300.0
     clock: Callable[[], float] = time.monotonic
     _failures: dict[ResourceKey, tuple[int, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def failed(self, key: ResourceKey) -> float:
         """Record a failure; return the delay before the object is tried again."""
-        count = self._failures.get(key, (0, 0.0))[0] + 1
-        delay = min(self.cap, self.base * float(2 ** min(count - 1, 30)))
-        self._failures[key] = (count, self.clock() + delay)
+        with self._lock:
+            count = self._failures.get(key, (0, 0.0))[0] + 1
+            delay = min(self.cap, self.base * float(2 ** min(count - 1, 30)))
+            self._failures[key] = (count, self.clock() + delay)
         return delay
 
     def succeeded(self, key: ResourceKey) -> None:
-        self._failures.pop(key, None)
+        with self._lock:
+            self._failures.pop(key, None)
 
     def waiting(self, key: ResourceKey) -> bool:
-        entry = self._failures.get(key)
+        with self._lock:
+            entry = self._failures.get(key)
         return entry is not None and entry[1] > self.clock()
 
     def next_due(self) -> float | None:
         """Seconds until the earliest object in backoff may be retried."""
         now = self.clock()
-        due = [at - now for _, at in self._failures.values() if at > now]
+        with self._lock:
+            due = [at - now for _, at in self._failures.values() if at > now]
         return max(0.0, min(due)) if due else None
 
 

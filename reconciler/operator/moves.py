@@ -4,10 +4,10 @@
   ConfigMap) and, when its plan was carried out without a failure, records the rounds
   it completes. A scoped pass never moves a VM for cost.
 - Migrations: one Event when a migration starts, finishes or is rolled back; the VM's
-  status is written at every step while the migration runs (a migration runs inside
-  one action, so the pass and its write-back wait for it); a migration whose
-  ``reconciler.dev/migration-abort`` annotation appears meanwhile is stopped before
-  its next step (if not yet switched), and the next pass rolls it back; on SIGTERM a
+  status is written at every step while the migration runs (beside the loop, see
+  ``background``); a migration whose ``reconciler.dev/migration-abort`` annotation
+  appears meanwhile is stopped before its next step (if not yet switched), and the
+  next pass rolls it back; on SIGTERM, or when the lease is lost (``halt``), a
   migration stops before its next step too, and the next leader resumes it (every
   step is idempotent), so shutting down does not wait for a whole migration.
 """
@@ -52,9 +52,11 @@ class Moves:
         writer: Writer,
         metrics: Metrics,
         stop: threading.Event,
+        halt: threading.Event | None = None,
     ) -> None:
         self.state, self.cache, self.writer, self.metrics = state, cache, writer, metrics
         self.stop = stop
+        self.halt = halt if halt is not None else threading.Event()
         #: Each policy's round as last planned by a full pass (status during outages).
         self.last_rounds: dict[ResourceKey, RebalanceRound] | None = None
         self._interrupted: set[str] = set()
@@ -126,10 +128,11 @@ class Moves:
                 cloud=action.cloud,
                 reason="AbortRequested",
             )
-        if self.stop.is_set():
+        if self.stop.is_set() or self.halt.is_set():
+            why = "shutting down" if self.stop.is_set() else "no longer leading"
             self._interrupted.add(action.id)
             raise MigrationStopped(
-                f"migration {ident} stopped before {event.message}: shutting down; the "
+                f"migration {ident} stopped before {event.message}: {why}; the "
                 "next leader resumes it",
                 cloud=action.cloud,
                 reason="ShuttingDown",

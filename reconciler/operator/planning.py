@@ -46,9 +46,10 @@ def plan_cluster(
     report: PassReport,
     checkpoint: Callable[[], None] = lambda: None,
     rounds: Mapping[ResourceKey, str] | None = None,
+    migrating: frozenset[ResourceKey] = frozenset(),
 ) -> tuple[Plan, World]:
     """Credentials, observe, place and plan; fills ``report`` with what was seen.
-    ``rounds``: the rebalancing rounds completed so far (see ``plan_for_operator``).
+    ``rounds`` and ``migrating``: see ``plan_for_operator``.
 
     Raises PlanError when a cloud cannot be used or observed (nothing may change
     then: an unobservable cloud's VMs would look missing) or a budget is exceeded.
@@ -66,7 +67,9 @@ def plan_cluster(
     checkpoint()
     report.saw(world)
     block_cloud_deletion(cloud_objects, cluster, report)
-    plan = plan_for_operator(cluster, world, owner, report, checkpoint=checkpoint, rounds=rounds)
+    plan = plan_for_operator(
+        cluster, world, owner, report, checkpoint=checkpoint, rounds=rounds, migrating=migrating
+    )
     return plan, world
 
 
@@ -79,13 +82,15 @@ def plan_for_operator(
     occupied: Sequence[ObservedVM] = (),
     checkpoint: Callable[[], None] = lambda: None,
     rounds: Mapping[ResourceKey, str] | None = None,
+    migrating: frozenset[ResourceKey] = frozenset(),
 ) -> Plan:
     """Place and plan with the operator's rules: protected resources are kept with a
     warning (never a refused plan), invalid objects are held, deletions follow the
     object's current spec, migrations of VMs annotated to abort are rolled back
     (unless already switched: those finish). ``rounds`` are the completed rebalancing
     rounds; None (a scoped pass, which does not see everything) moves nothing for
-    cost. Sets ``report.result``."""
+    cost. ``migrating``: VMs being migrated in the background (they count against
+    the disruption budget even before the clouds show it). Sets ``report.result``."""
     abort, late = effective_abort(cluster.abort, world.inventory)
     for key in late:
         log.warning(
@@ -103,6 +108,7 @@ def plan_for_operator(
         checkpoint=checkpoint,
         rounds=rounds,
         abort=abort,
+        migrating=migrating,
     )
     report.result = planned.result
     return planned.plan

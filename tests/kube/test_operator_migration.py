@@ -219,6 +219,36 @@ def test_a_cheaper_cloud_migrates_the_vm_and_its_volume_with_their_bytes(env: En
     assert set(phases) <= {"pending", *STEPS[:-1]}  # the last step completed, until finish
 
 
+def test_the_loop_goes_on_while_a_migration_runs(env: Env) -> None:
+    """A migration runs beside the reconcile loop: a VM declared while it copies disks
+    is placed and Ready before the migration ends; the migration then finishes."""
+    scene = Scene(env, latency_b=1000)
+    scene.place()
+    env.operator(env={"RECONCILER_NOW": DAY2})
+
+    def past_first_step() -> dict[str, Any] | None:
+        found: dict[str, Any] | None = scene.vm_status().get("migration")
+        return found if found and found["phase"] != "pending" else None
+
+    wait_for(past_first_step, 60, "status.migration past its first step", 0.05)
+    env.vm("other", policyRef={"name": "cheap"}, placement={"cloud": scene.a})
+    other = wait_condition(env.admin, "VirtualMachine", env.ns, "other", "Ready", "True")
+    assert other["status"]["placement"]["cloud"] == scene.a
+    still = scene.vm_status().get("migration")
+    assert still is not None, "the migration ended before the other VM was served"
+    assert cond({"status": scene.vm_status()}, "Synced")["reason"] == "Migrating"
+    wait_for(
+        lambda: (
+            scene.vm_status().get("placement", {}).get("cloud") == scene.b
+            and cond({"status": scene.vm_status()}, "Ready").get("status") == "True"
+        ),
+        120,
+        "the migration done",
+    )
+    scene.check_moved()
+    assert scene.reasons().count("MigrationStarted") == 1 and "Migrated" in scene.reasons()
+
+
 def test_abort_annotation_stops_a_running_migration_and_rolls_it_back(env: Env) -> None:
     scene = Scene(env, latency_b=400)
     scene.place()
