@@ -235,6 +235,10 @@ def test_abort_rolls_back_to_the_source(placed: tuple[Path, Path, dict[str, str]
     )
     assert aborted.code == 0, aborted.out + aborted.err
     assert "roll back" in aborted.out
+    # The cost line is the rollback's own: the stopped source runs again on dc-a at
+    # $0.40/h (the whole plan would count the move to dc-b the rollback undoes).
+    cost = next(line for line in aborted.out.splitlines() if "Cost:" in line)
+    assert cost.endswith("Cost: $0.00/mo -> $292.00/mo (+$292.00/mo)"), cost
     check_not_moved(trial, shas)
     assert ours(trial, VM, VM_KEY)[0].power_state == "Running"
     drop_worlds()

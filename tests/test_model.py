@@ -72,3 +72,32 @@ def test_fingerprint_ignores_order_and_sees_every_change() -> None:
     resized = ObservedVM("c", "i-2", "t2", 2, 4.0, PowerState.STOPPED, 0.0)
     three = Inventory({"c": CloudInventory("c", vms=(a, resized))})
     assert three.fingerprint() != one.fingerprint()
+
+
+def test_a_plan_narrowed_to_some_actions_costs_only_what_they_change() -> None:
+    from reconciler.model.plan import Action, ActionType, CloudPrices, Plan
+
+    key = ResourceKey("VirtualMachine", "default", "app")
+    move = Action(
+        "m", ActionType.MIGRATE, key, "b", "cheaper", price_before=0.4, price_after=0.3,
+        params={"source": {"cloud": "a"}},
+    )  # fmt: skip
+    create = Action(
+        "c",
+        ActionType.CREATE,
+        ResourceKey("VirtualMachine", "default", "web"),
+        "b",
+        "new",
+        price_after=0.3,
+    )
+    plan = Plan(
+        created_at="2026-12-04T00:00:00Z", owner="o", inventory_fingerprint="f",
+        clouds=(CloudPrices("a", "sim", "r", "", "", True, 0.4, 0.0),
+                CloudPrices("b", "sim", "r", "", "", True, 0.0, 0.6)),
+        actions=(move, create), current_per_hour=0.4, planned_per_hour=0.6,
+        rebalance=({"policy": "p", "state": "open"},),
+    )  # fmt: skip
+    only = plan.only([move])
+    assert only.actions == (move,) and only.rebalance == ()
+    assert only.planned_per_hour == 0.3 and only.current_per_hour == 0.4
+    assert [(c.name, c.planned_per_hour) for c in only.clouds] == [("a", 0.0), ("b", 0.3)]

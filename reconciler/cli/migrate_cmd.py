@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -89,7 +88,7 @@ def abort_command(
     ]
     if not rollback:
         raise PlanError(f"{rkey} has no migration in flight; nothing to abort")
-    plan = replace(planned.plan, actions=tuple(rollback))
+    plan = planned.plan.only(rollback)
     click.echo(render_text(plan.to_json(), colour=use_colour(no_color)), nl=False)
     confirm(auto_approve)
     finish_apply(apply_reporting(plan, planned.world, desired, settings), plan)

@@ -150,6 +150,7 @@ def plan_world(
             retire_as=retire_as or {},
             abort=abort,
             bucket_drift=world.bucket_drift,
+            offers=world.offers,
         )
     )
     return Planned(desired, world, result, plan)

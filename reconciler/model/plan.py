@@ -3,8 +3,9 @@ renderers, saved plans and other tools read; see docs/plan-format.md."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -60,6 +61,14 @@ class Action:
     external_id: str | None = None
     changes: tuple[FieldChange, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def price_before_cloud(self) -> str:
+        """The cloud ``price_before`` is paid in: where a replace or migrate moves from."""
+        source = self.params.get("source")
+        if isinstance(source, Mapping) and source.get("cloud"):
+            return str(source["cloud"])
+        return str(self.params.get("fromCloud") or self.cloud)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,6 +184,26 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return bool(self.actions)
+
+    def only(self, actions: Sequence[Action]) -> Plan:
+        """This plan narrowed to ``actions`` (some of its own): the planned cost is the
+        current one plus what those actions change, per cloud and in total, and no
+        rebalancing round is completed by it (it carries out part of a round at most)."""
+        delta: dict[str, float] = defaultdict(float)
+        for action in actions:
+            delta[action.price_before_cloud] -= action.price_before
+            delta[action.cloud] += action.price_after
+        clouds = tuple(
+            replace(c, planned_per_hour=round(c.current_per_hour + delta.get(c.name, 0.0), 6))
+            for c in self.clouds
+        )
+        return replace(
+            self,
+            actions=tuple(actions),
+            clouds=clouds,
+            planned_per_hour=round(self.current_per_hour + sum(delta.values()), 6),
+            rebalance=(),
+        )
 
     def counts(self) -> dict[str, int]:
         out = {t.value: 0 for t in ActionType}

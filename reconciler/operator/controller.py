@@ -360,7 +360,7 @@ class Controller:
         self, action: Action, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport
     ) -> bool:
         """Hand one migration to the background (pending if it cannot start now)."""
-        alone = dataclasses.replace(plan, actions=(action,), rebalance=())
+        alone = plan.only((action,))
         report.applying[action.key].append(action)
         if self.background.start(action, lambda: self._apply(alone, world, cluster, report)):
             return True

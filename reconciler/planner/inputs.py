@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.model.artifacts import BucketDrift
-from reconciler.model.cloud import CloudInfo
+from reconciler.model.cloud import CloudInfo, Offer
 from reconciler.model.keys import ResourceKey
 from reconciler.model.observed import Inventory
 from reconciler.model.placement import BrokerResult
@@ -42,3 +42,12 @@ class PlanInput:
     abort: frozenset[ResourceKey] = frozenset()
     #: How each replicated Bucket's copies differ from its source copy (observed).
     bucket_drift: Mapping[ResourceKey, BucketDrift] = field(default_factory=dict)
+    #: Each cloud's instance types (what a stopped VM will cost when started again).
+    offers: Mapping[str, Sequence[Offer]] = field(default_factory=dict)
+
+    def running_price(self, cloud: str, instance_type: str, observed: float) -> float:
+        """$/hour of ``instance_type`` running in ``cloud`` (``observed`` if unknown)."""
+        for offer in self.offers.get(cloud, ()):
+            if offer.name == instance_type:
+                return offer.price_per_hour
+        return observed

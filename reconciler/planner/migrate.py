@@ -219,8 +219,11 @@ class MigrationPlanner:
         params: dict[str, Any],
     ) -> str:
         abort = params["mode"] == "abort"
-        after = source.price_per_hour if abort else price
         running = spec.power_state is PowerState.RUNNING
+        restarted = self.inp.running_price(
+            source.cloud, source.instance_type, source.price_per_hour
+        )
+        after = (restarted if running else 0.0) if abort else price
         self.col.cost(source.cloud, source.price_per_hour, after if abort else 0.0)
         if not abort:
             self.col.cost(target, 0.0, price if running else 0.0)
