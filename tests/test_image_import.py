@@ -211,3 +211,48 @@ def test_ova_data_disks_are_copied_into_their_volumes(tmp_path: Path) -> None:
     applied = run("apply", str(manifests), "--auto-approve", state=state)
     assert applied.code == 0, applied.out + applied.err
     assert sim_volumes(state) == ({}, [])
+
+
+def test_an_image_whose_file_does_not_match_its_checksum_is_not_imported(tmp_path: Path) -> None:
+    """The Image's checksum (of the file at url) is verified before anything is
+    imported: a replaced or corrupt file fails the apply with both digests, no image
+    and no VM are made; the right file then imports."""
+    good = disk_bytes(b"the image that was published")
+    image = tmp_path / "disk.raw"
+    image.write_bytes(disk_bytes(b"a file someone put in its place"))
+    digest = hashlib.sha256(good).hexdigest()
+    manifests, state = tmp_path / "m", tmp_path / "state"
+    manifests.mkdir()
+    doc = IMAGE_DOC.format(name="plain", fmt="raw", url=image).replace(
+        "import: OnDemand}", f"import: OnDemand, checksum: 'sha256:{digest}'}}"
+    )
+    (manifests / "world.yaml").write_text(CLOUD + doc + VM_DOC.format(name="a", image="plain"))
+    refused = run("apply", str(manifests), "--auto-approve", state=state)
+    assert refused.code != 0
+    said = refused.out + refused.err
+    assert f"its manifest says {digest}; not imported" in said, said
+    assert sim_vms(state) == {"images": "0"}
+    image.write_bytes(good)
+    applied = run("apply", str(manifests), "--auto-approve", state=state)
+    assert applied.code == 0, applied.out + applied.err
+    assert sim_vms(state)["VirtualMachine/default/a"] == digest
+
+
+def test_a_package_disk_is_checked_against_its_manifest_digest_and_size(tmp_path: Path) -> None:
+    import pytest
+
+    from reconciler.executor.images import raw_disk
+    from reconciler.model.errors import PermanentError
+
+    data = disk_bytes(b"data disk", 1024 * 1024)
+    (tmp_path / "data.raw").write_bytes(data)
+    disk = {"name": "data", "url": str(tmp_path / "data.raw"), "format": "raw",
+            "sha256": hashlib.sha256(data).hexdigest(), "sizeBytes": len(data)}  # fmt: skip
+    image = {"key": "Image/default/app", "format": "ovf", "url": "app.ovf", "disk": "data"}
+    work = tmp_path / "work"
+    work.mkdir()
+    assert raw_disk({**image, "disks": [disk]}, work).read_bytes() == data
+    for wrong in ({"sha256": "0" * 64}, {"sizeBytes": len(data) + 1}):
+        with pytest.raises(PermanentError, match="its manifest says") as refused:
+            raw_disk({**image, "disks": [{**disk, **wrong}]}, work)
+        assert refused.value.reason == "ChecksumMismatch"

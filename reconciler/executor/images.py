@@ -44,8 +44,37 @@ def _read(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _fetch(url: str, dest: Path) -> Path:
-    """The file at ``url`` (a path, file: or http(s):) as a local path."""
+def _verify(path: Path, what: str, checksum: str, size: int | None = None) -> None:
+    """Refuse ``path`` unless it has the declared ``checksum`` ("sha256:<hex>",
+    "sha512:<hex>" or bare SHA-256 hex; "" = not declared) and ``size`` in bytes."""
+    if size is not None and path.stat().st_size != size:
+        raise PermanentError(
+            f"{what} is {path.stat().st_size} bytes, its manifest says {size}; not imported",
+            reason="ChecksumMismatch",
+        )
+    if not checksum:
+        return
+    algorithm, _, expected = checksum.rpartition(":")
+    digest = hashlib.new(algorithm or "sha256")
+    for chunk in _read(path):
+        digest.update(chunk)
+    if digest.hexdigest() != expected.lower():
+        raise PermanentError(
+            f"{what} has {algorithm or 'sha256'} {digest.hexdigest()}, its manifest says "
+            f"{expected}; not imported (corrupt or replaced?)",
+            reason="ChecksumMismatch",
+        )
+
+
+def _fetch(url: str, dest: Path, checksum: str = "") -> Path:
+    """The file at ``url`` (a path, file: or http(s):) as a local path, refused when
+    it does not have the declared ``checksum``."""
+    path = _download(url, dest)
+    _verify(path, f"image file {url}", checksum)
+    return path
+
+
+def _download(url: str, dest: Path) -> Path:
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme in ("", "file"):
         path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme else url)
@@ -82,16 +111,18 @@ def _chosen_disk(image: Mapping[str, Any]) -> Mapping[str, Any]:
 def _disk_file(image: Mapping[str, Any], work: Path) -> tuple[Path, str]:
     """The disk to import (boot disk, or ``image["disk"]``) as a local file, and its
     format (raw, qcow2, vmdk, vhd)."""
-    fmt, url = image["format"], image["url"]
+    fmt, url, checksum = image["format"], image["url"], image.get("checksum", "")
     if fmt not in ("ova", "ovf"):
-        return _fetch(url, work / "download"), fmt
+        return _fetch(url, work / "download", checksum), fmt
     chosen = _chosen_disk(image)
     if chosen.get("file"):
-        package = read_package(str(_fetch(url, work / "package")))
+        package = read_package(str(_fetch(url, work / "package", checksum)))
         stored = work / "disk.stored"
         _write(file_chunks(package, chosen["file"]), stored)
     else:
-        stored = _fetch(str(chosen["url"]), work / "disk.stored")
+        stored = _download(str(chosen["url"]), work / "disk.stored")
+    what = f"disk {chosen.get('name', '')} of image {image['key']}"
+    _verify(stored, what, chosen.get("sha256") or "", chosen.get("sizeBytes"))
     if chosen.get("compression") == "gzip":
         plain = work / "disk.plain"
         with gzip.open(stored, "rb") as src, plain.open("wb") as out:

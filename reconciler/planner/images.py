@@ -76,6 +76,8 @@ def _import_params(col: Collector, image: ImageSpec, cloud: str, disk: str) -> d
             "url": d.url,
             "format": d.format,
             "compression": d.compression,
+            "sha256": d.sha256,
+            "sizeBytes": d.size_bytes,
         }
         for d in image.disks
     ]
@@ -89,6 +91,7 @@ def _import_params(col: Collector, image: ImageSpec, cloud: str, disk: str) -> d
             "key": str(image.key),
             "format": image.format,
             "url": image.url,
+            "checksum": image.checksum,
             "disk": disk,
             "disks": disks,
         },
