@@ -419,7 +419,9 @@ class Controller:
                 extra={"action": action.id, "error": event.message, "retry_in": delay},
             )
         elif event.phase == "done":
-            if self.baseline is not None:
+            # A migration (on a background thread) invalidated the baseline above and
+            # must not write into a record the loop may be reading.
+            if self.baseline is not None and action.type is not ActionType.MIGRATE:
                 self.baseline.record(action, event.observed)
             self.inline.outcome(action, event.observed, True)
             self.backoff.succeeded(action.key)
