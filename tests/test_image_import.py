@@ -256,3 +256,52 @@ def test_a_package_disk_is_checked_against_its_manifest_digest_and_size(tmp_path
         with pytest.raises(PermanentError, match="its manifest says") as refused:
             raw_disk({**image, "disks": [{**disk, **wrong}]}, work)
         assert refused.value.reason == "ChecksumMismatch"
+
+
+def test_an_image_in_a_declared_bucket_is_read_from_its_copies(tmp_path: Path) -> None:
+    """url: bucket:<Bucket>/<key> reads the image from the Bucket's copies, the target
+    cloud's first (no egress), going on to the next copy where it is missing."""
+    from reconciler.model.specs import CloudSpec, Pricing
+    from reconciler.providers.base import ProviderContext
+    from reconciler.providers.sim import SimProvider
+
+    def sim(cloud: str) -> SimProvider:
+        spec = CloudSpec(cloud, "sim", pricing=Pricing(catalog="sim-private-openstack"))
+        return SimProvider(spec, ProviderContext(state_dir=state))
+
+    manifests, state = tmp_path / "m", tmp_path / "state"
+    manifests.mkdir()
+    store = CLOUD.replace("name: dc", "name: store")
+    bucket = """\
+---
+apiVersion: reconciler.dev/v1alpha1
+kind: Bucket
+metadata: {name: images, namespace: default}
+spec: {clouds: [dc, store], copies: 2, driftPolicy: Ignore}
+"""
+    (manifests / "world.yaml").write_text(CLOUD + "---\n" + store + bucket)
+    assert run("apply", str(manifests), "--auto-approve", state=state).code == 0
+    (tmp_path / "base.raw").write_bytes(disk_bytes(b"image in a bucket"))
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(tmp_path / "base.raw"),
+                    str(tmp_path / "app.qcow2")], check=True)  # fmt: skip
+    qcow2 = (tmp_path / "app.qcow2").read_bytes()
+    holder = sim("store")
+    (copy,) = holder.list_managed().buckets
+    holder.put_object(copy.external_id, "os/app.qcow2", [qcow2], {})  # only on store
+    drop_worlds()
+    image = IMAGE_DOC.format(name="app", fmt="qcow2", url="bucket:images/os/app.qcow2")
+    digest = hashlib.sha256(qcow2).hexdigest()
+    image = image.replace("import: OnDemand}", f"import: OnDemand, checksum: 'sha256:{digest}'}}")
+    vm = VM_DOC.format(name="a", image="app").replace(
+        "diskGiB: 1}", "diskGiB: 1}, placement: {cloud: dc}"
+    )
+    (manifests / "image.yaml").write_text(image + vm)
+    planned = run("plan", str(manifests), "-o", "json", state=state)
+    assert planned.code == 0, planned.err
+    (action,) = [a for a in json.loads(planned.out)["actions"] if a["kind"] == "Image"]
+    copies = action["params"]["image"]["bucketCopies"]["images"]
+    assert [c["cloud"] for c in copies] == ["dc", "store"]  # the target cloud's copy first
+    applied = run("apply", str(manifests), "--auto-approve", state=state)
+    assert applied.code == 0, applied.out + applied.err
+    base = hashlib.sha256((tmp_path / "base.raw").read_bytes()).hexdigest()
+    assert sim_vms(state)["VirtualMachine/default/a"] == base

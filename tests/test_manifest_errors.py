@@ -165,6 +165,25 @@ def test_missing_path(tmp_path: Path) -> None:
             "(did you mean 'data'?)",
         ),
         (
+            HEAD
+            + "kind: Image\nmetadata: {name: app}\nspec: {format: raw, url: 's3://b/app.raw'}\n",
+            "spec.url: url scheme 's3' is not supported: use a path, file:, http(s): or "
+            "bucket:<Bucket name>/<object key>",
+        ),
+        (
+            HEAD
+            + "kind: Bucket\nmetadata: {name: images}\nspec: {clouds: [aws]}\n---\n"
+            + HEAD
+            + "kind: Image\nmetadata: {name: app}\n"
+            "spec: {format: raw, url: 'bucket:image/a.raw'}\n",
+            "spec.url: Bucket 'image' not found in namespace 'default' (did you mean 'images'?)",
+        ),
+        (
+            HEAD
+            + "kind: Image\nmetadata: {name: app}\nspec: {format: raw, url: 'bucket:images'}\n",
+            "spec.url: expected bucket:<Bucket name>/<object key>, got 'bucket:images'",
+        ),
+        (
             HEAD + "kind: Bucket\nmetadata: {name: b}\nspec: {clouds: [aws, azure]}\n",
             "spec.clouds[1]: Cloud 'azure' not found",
         ),

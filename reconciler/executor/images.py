@@ -2,8 +2,10 @@
 
 Before a VM is created from an Image that has a ``url`` on a cloud that can import
 images, the plan has a ``create Image/<ns>/<name>`` action on that cloud: its boot disk
-(a single disk image, or the first disk of an OVF/OVA package) is fetched, converted to
-raw bytes with ``qemu-img`` when it is not raw already, checksummed and imported
+(a single disk image, or the first disk of an OVF/OVA package) is fetched (a path,
+file:, http(s): or an object of a declared Bucket, ``bucket:<name>/<key>``), checked
+against the declared digests, converted to raw bytes with ``qemu-img`` when it is not
+raw already, checksummed and imported
 (``Provider.import_image``). A Volume made from a package's data disk has the same
 action for that disk (``params["image"]["disk"]``). It is idempotent: an image already
 imported there (found by its uid) is used as it is.
@@ -18,12 +20,12 @@ import subprocess
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from reconciler.manifest.ovf import file_chunks, read_package
-from reconciler.model.artifacts import ObservedImage
+from reconciler.model.artifacts import Chunks, ObservedImage, bucket_url
 from reconciler.model.errors import PermanentError, TransientError
 from reconciler.providers.base import ImageRequest, Provider
 
@@ -66,15 +68,53 @@ def _verify(path: Path, what: str, checksum: str, size: int | None = None) -> No
         )
 
 
-def _fetch(url: str, dest: Path, checksum: str = "") -> Path:
-    """The file at ``url`` (a path, file: or http(s):) as a local path, refused when
-    it does not have the declared ``checksum``."""
-    path = _download(url, dest)
+#: Reads an object of a declared Bucket: (Bucket name, object key) -> its bytes.
+ObjectReader = Callable[[str, str], Chunks]
+
+
+def _no_buckets(name: str, key: str) -> Chunks:
+    raise PermanentError(f"bucket:{name}/{key}: no Bucket copies were planned for this image")
+
+
+def bucket_reader(
+    copies: Mapping[str, Sequence[Mapping[str, str]]], providers: Mapping[str, Provider]
+) -> ObjectReader:
+    """Reads from a Bucket's copies in the planned order (the target cloud's first),
+    going on to the next copy while the object is not found."""
+
+    def read(name: str, key: str) -> Chunks:
+        missing: list[str] = []
+        for copy in copies.get(name, ()):
+            provider = providers.get(copy["cloud"])
+            if provider is None:
+                continue
+            try:
+                return provider.get_object(copy["bucket"], key)
+            except PermanentError as exc:
+                if exc.reason != "NotFound":
+                    raise
+                missing.append(copy["cloud"])
+        where = f"not in its copies on {', '.join(missing)}" if missing else "it has no copy yet"
+        raise PermanentError(
+            f"image object {key} of Bucket {name}: {where}", reason="ImageNotFound"
+        )
+
+    return read
+
+
+def _fetch(url: str, dest: Path, checksum: str, objects: ObjectReader) -> Path:
+    """The file at ``url`` (a path, file:, http(s): or bucket:) as a local path,
+    refused when it does not have the declared ``checksum``."""
+    path = _download(url, dest, objects)
     _verify(path, f"image file {url}", checksum)
     return path
 
 
-def _download(url: str, dest: Path) -> Path:
+def _download(url: str, dest: Path, objects: ObjectReader) -> Path:
+    named = bucket_url(url)
+    if named is not None:
+        _write(objects(*named), dest)
+        return dest
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme in ("", "file"):
         path = Path(urllib.parse.unquote(parsed.path) if parsed.scheme else url)
@@ -83,8 +123,8 @@ def _download(url: str, dest: Path) -> Path:
         return path
     if parsed.scheme not in ("http", "https"):
         raise PermanentError(
-            f"image url {url}: scheme '{parsed.scheme}' is not supported (use a path, file: or "
-            "http(s):)",
+            f"image url {url}: scheme '{parsed.scheme}' is not supported (use a path, file:, "
+            "http(s): or bucket:<Bucket name>/<object key>)",
             reason="BadRequest",
         )
     try:
@@ -108,19 +148,19 @@ def _chosen_disk(image: Mapping[str, Any]) -> Mapping[str, Any]:
     return chosen
 
 
-def _disk_file(image: Mapping[str, Any], work: Path) -> tuple[Path, str]:
+def _disk_file(image: Mapping[str, Any], work: Path, objects: ObjectReader) -> tuple[Path, str]:
     """The disk to import (boot disk, or ``image["disk"]``) as a local file, and its
     format (raw, qcow2, vmdk, vhd)."""
     fmt, url, checksum = image["format"], image["url"], image.get("checksum", "")
     if fmt not in ("ova", "ovf"):
-        return _fetch(url, work / "download", checksum), fmt
+        return _fetch(url, work / "download", checksum, objects), fmt
     chosen = _chosen_disk(image)
     if chosen.get("file"):
-        package = read_package(str(_fetch(url, work / "package", checksum)))
+        package = read_package(str(_fetch(url, work / "package", checksum, objects)))
         stored = work / "disk.stored"
         _write(file_chunks(package, chosen["file"]), stored)
     else:
-        stored = _download(str(chosen["url"]), work / "disk.stored")
+        stored = _download(str(chosen["url"]), work / "disk.stored", objects)
     what = f"disk {chosen.get('name', '')} of image {image['key']}"
     _verify(stored, what, chosen.get("sha256") or "", chosen.get("sizeBytes"))
     if chosen.get("compression") == "gzip":
@@ -131,9 +171,10 @@ def _disk_file(image: Mapping[str, Any], work: Path) -> tuple[Path, str]:
     return stored, str(chosen["format"])
 
 
-def raw_disk(image: Mapping[str, Any], work: Path) -> Path:
-    """The Image's disk to import as raw bytes in a file under ``work``."""
-    source, fmt = _disk_file(image, work)
+def raw_disk(image: Mapping[str, Any], work: Path, objects: ObjectReader = _no_buckets) -> Path:
+    """The Image's disk to import as raw bytes in a file under ``work`` (``objects``
+    reads ``bucket:`` urls)."""
+    source, fmt = _disk_file(image, work, objects)
     if fmt == "raw":
         return source
     qemu = shutil.which("qemu-img")
@@ -155,15 +196,22 @@ def raw_disk(image: Mapping[str, Any], work: Path) -> Path:
     return target
 
 
-def ensure_image(provider: Provider, params: Mapping[str, Any], work_root: Path) -> ObservedImage:
-    """The image of ``params["image"]`` in ``provider``'s cloud, imported if needed."""
+def ensure_image(
+    provider: Provider,
+    params: Mapping[str, Any],
+    work_root: Path,
+    providers: Mapping[str, Provider] | None = None,
+) -> ObservedImage:
+    """The image of ``params["image"]`` in ``provider``'s cloud, imported if needed
+    (``providers``: every cloud's, to read ``bucket:`` urls from a Bucket's copies)."""
     tags = dict(params["tags"])
     found = provider.find_image(tags["reconciler.dev/uid"])
     if found is not None:
         return found
     work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_root, prefix="image-") as tmp:
-        raw = raw_disk(params["image"], Path(tmp))
+        copies = params["image"].get("bucketCopies") or {}
+        raw = raw_disk(params["image"], Path(tmp), bucket_reader(copies, providers or {}))
         sha, size = hashlib.sha256(), 0
         for chunk in _read(raw):
             sha.update(chunk)

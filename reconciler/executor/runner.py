@@ -176,7 +176,9 @@ class _Run:
         provider = self.providers[action.cloud]
         work = self.options.work_dir
         image = self._provider_call(
-            action, action.cloud, lambda: ensure_image(provider, action.params, work)
+            action,
+            action.cloud,
+            lambda: ensure_image(provider, action.params, work, self.providers),
         )
         disk = action.params["image"].get("disk") or ""
         suffix = f"#{disk}" if disk else ""

@@ -15,10 +15,12 @@ from typing import Any
 from reconciler.manifest.nodes import PathPart
 from reconciler.manifest.reader import Document
 from reconciler.manifest.validate import suggest
+from reconciler.model.artifacts import BUCKET_URL_SCHEME, bucket_url
 from reconciler.model.errors import Diagnostic
 from reconciler.model.keys import CLUSTER_SCOPED, ResourceKey
 
 DEFAULT_NAMESPACE = "default"
+URL_SCHEMES = ("", "file", "http", "https", BUCKET_URL_SCHEME)
 
 
 def key_of(kind: str, doc: Document) -> ResourceKey:
@@ -256,6 +258,36 @@ class _Checker:
             message = f"Image '{name}' has no disk '{disk}' (its spec.disks: {listed})"
             self.report(
                 doc, ("spec", "image", "disk"), message + suggest(disk, [str(n) for n in names])
+            )
+
+    def check_Image(self, key: ResourceKey, doc: Document, spec: dict[str, Any]) -> None:
+        """Its url and its disks' urls: a path, file:, http(s): or bucket:<Bucket>/<key>
+        naming a Bucket of its namespace."""
+        urls: list[tuple[tuple[PathPart, ...], Any]] = [(("spec", "url"), spec.get("url"))]
+        disks = spec.get("disks")
+        for i, disk in enumerate(disks if isinstance(disks, list) else ()):
+            if isinstance(disk, dict):
+                urls.append((("spec", "disks", i, "url"), disk.get("url")))
+        for path, url in urls:
+            if isinstance(url, str) and url:
+                self.image_url(key, doc, path, url)
+
+    def image_url(
+        self, key: ResourceKey, doc: Document, path: tuple[PathPart, ...], url: str
+    ) -> None:
+        scheme = url.partition(":")[0] if ":" in url else ""
+        if scheme == BUCKET_URL_SCHEME:
+            named = bucket_url(url)
+            if named is None:
+                self.report(doc, path, f"expected bucket:<Bucket name>/<object key>, got {url!r}")
+            else:
+                self.need(doc, path, "Bucket", key.namespace, named[0])
+        elif scheme not in URL_SCHEMES and len(scheme) > 1:  # C: is a drive, not a scheme
+            self.report(
+                doc,
+                path,
+                f"url scheme {scheme!r} is not supported: use a path, file:, http(s): or "
+                "bucket:<Bucket name>/<object key> (an object in a Bucket declared here)",
             )
 
     def check_Bucket(self, key: ResourceKey, doc: Document, spec: dict[str, Any]) -> None:

@@ -21,6 +21,19 @@ META_SOURCE_ETAG = "reconciler-source-etag"
 #: disk, the only disk of a single-file Image).
 TAG_IMAGE_DISK = "reconciler.dev/image-disk"
 
+#: An Image url naming an object in a declared Bucket: ``bucket:<Bucket name>/<key>``.
+BUCKET_URL_SCHEME = "bucket"
+
+
+def bucket_url(url: str) -> tuple[str, str] | None:
+    """(Bucket name, object key) of a ``bucket:`` url; None for any other url."""
+    prefix = BUCKET_URL_SCHEME + ":"
+    if not url.startswith(prefix):
+        return None
+    name, _, key = url[len(prefix) :].partition("/")
+    return (name, key) if name and key else None
+
+
 #: A stream of bytes, in chunks of any size (drivers choose; 8 MiB is typical).
 Chunks = Iterable[bytes]
 

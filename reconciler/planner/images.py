@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.model.artifacts import TAG_IMAGE_DISK, ObservedImage
+from reconciler.model.artifacts import TAG_IMAGE_DISK, ObservedImage, bucket_url
 from reconciler.model.cloud import Capability
-from reconciler.model.keys import TAG_UID, ResourceKey, ownership_tags
+from reconciler.model.keys import TAG_SYSTEM, TAG_UID, ResourceKey, ownership_tags
 from reconciler.model.plan import ActionType
 from reconciler.model.specs import ImageDisk, ImageSpec, VMSpec, VolumeSpec
 from reconciler.planner.collect import Collector, action_id, resource_uid
@@ -67,7 +67,26 @@ def image_uid(owner: str, image: ImageSpec, cloud: str, disk: str) -> str:
     return resource_uid(owner, image.key, cloud, salt)
 
 
-def _import_params(col: Collector, image: ImageSpec, cloud: str, disk: str) -> dict[str, Any]:
+def _bucket_copies(inp: PlanInput, image: ImageSpec, cloud: str) -> dict[str, list[dict[str, str]]]:
+    """For each Bucket a ``bucket:`` url of ``image`` names: its copies as observed
+    (cloud, bucket id), the one on ``cloud`` first (read there: no egress)."""
+    names = {
+        named[0] for u in (image.url, *(d.url for d in image.disks)) if (named := bucket_url(u))
+    }
+    out: dict[str, list[dict[str, str]]] = {}
+    for name in sorted(names):
+        key = ResourceKey("Bucket", image.key.namespace, name)
+        copies = [
+            b for b in inp.inventory.all_buckets() if b.key == key and not b.tags.get(TAG_SYSTEM)
+        ]
+        copies.sort(key=lambda b: (b.cloud != cloud, b.cloud))
+        out[name] = [{"cloud": b.cloud, "bucket": b.external_id} for b in copies]
+    return out
+
+
+def _import_params(
+    inp: PlanInput, col: Collector, image: ImageSpec, cloud: str, disk: str
+) -> dict[str, Any]:
     uid = image_uid(col.owner, image, cloud, disk)
     disks = [
         {
@@ -94,6 +113,7 @@ def _import_params(col: Collector, image: ImageSpec, cloud: str, disk: str) -> d
             "checksum": image.checksum,
             "disk": disk,
             "disks": disks,
+            "bucketCopies": _bucket_copies(inp, image, cloud),
         },
         "tags": tags,
     }
@@ -129,7 +149,7 @@ def _source(
             cloud,
             f"imported on demand: {user} is made from {what}it on {cloud}",
             id_suffix=f"disk:{disk}" if disk else None,
-            params=_import_params(col, image, cloud, disk),
+            params=_import_params(inp, col, image, cloud, disk),
         )
     resolve = f"{image.key}@{cloud}" + (f"#{disk}" if disk else "")
     return ImageSource(action=ident, resolve=resolve)
