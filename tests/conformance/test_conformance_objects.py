@@ -128,6 +128,21 @@ def test_list_with_prefix_is_sorted(target: ConformanceTarget) -> None:
     empty_and_delete(provider, bucket)
 
 
+def test_a_bucket_holding_objects_is_not_deleted(target: ConformanceTarget) -> None:
+    """delete_bucket never deletes stored objects: a bucket holding one is refused with
+    BucketNotEmpty and left as it was; emptied, it is deleted."""
+    provider = target.provider
+    if not capable(target, Capability.BUCKETS):
+        pytest.skip(f"{target.name} declares no '{Capability.BUCKETS}' capability")
+    bucket = provider.create_bucket(bucket_request(target, new_uid())).external_id
+    provider.put_object(bucket, "keep/me", [b"precious"], {})
+    assert refused(lambda: provider.delete_bucket(bucket)).reason == "BucketNotEmpty"
+    assert read(provider, bucket, "keep/me") == (8, sha([b"precious"]))
+    assert bucket in {b.external_id for b in provider.list_managed().buckets}
+    empty_and_delete(provider, bucket)
+    assert bucket not in {b.external_id for b in provider.list_managed().buckets}
+
+
 def every_call(provider: Provider, bucket: str) -> list[Callable[[], object]]:
     """One call of each object operation on ``bucket``."""
     return [

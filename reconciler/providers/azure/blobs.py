@@ -128,12 +128,32 @@ class Blobs:
             )
 
     def delete(self, external_id: str) -> None:
+        """Delete our empty container; absent is success. Azure deletes a container with
+        everything in it, so a container holding any blob (or, with account versioning,
+        any version) is refused with BucketNotEmpty: stored data is never deleted."""
         self._disown(external_id)
         if self.ours(external_id) is not None:
+            self._refuse_unless_empty(external_id)
             or_none(
                 self.cloud,
                 f"deleting container {external_id}",
                 lambda: self.service.delete_container(external_id),
+            )
+
+    def _refuse_unless_empty(self, name: str) -> None:
+        include = ["versions"] if self.versioning else None
+        doing = f"checking container {name} is empty"
+        with azure_errors(self.cloud, doing):
+            listed = self.service.get_container_client(name).list_blobs(
+                include=include, results_per_page=1
+            )
+            first = next(iter(listed), None)
+        if first is not None:
+            raise PermanentError(
+                f"bucket {name} is not empty; reconciler never deletes stored objects: empty "
+                "it first (or set deletionPolicy: Orphan)",
+                self.cloud,
+                "BucketNotEmpty",
             )
 
     def forget(self, external_id: str) -> None:
