@@ -178,6 +178,29 @@ class Scene:
     def reasons(self) -> list[str]:
         return [e["reason"] for e in events_for(self.env.admin, self.ns, "app")]
 
+    def wait_past_first_step(self) -> dict[str, Any]:
+        """status.migration once the source is marked (stopped before "mark", a
+        migration has begun nowhere: the next leader starts it anew)."""
+
+        def past() -> dict[str, Any] | None:
+            found: dict[str, Any] | None = self.vm_status().get("migration")
+            return found if found and found["phase"] != "pending" else None
+
+        seen: dict[str, Any] = wait_for(past, 60, "status.migration past its first step", 0.05)
+        return seen
+
+    def wait_moved(self, seconds: float, what: str) -> None:
+        """Until status says the VM is Ready on b; then check_moved."""
+        wait_for(
+            lambda: (
+                self.vm_status().get("placement", {}).get("cloud") == self.b
+                and cond({"status": self.vm_status()}, "Ready").get("status") == "True"
+            ),
+            seconds,
+            what,
+        )
+        self.check_moved()
+
     def annotate_abort(self, value: str | None = "true") -> None:
         path = resource_path("VirtualMachine", self.ns, "app")
         self.env.admin.merge_patch(path, {"metadata": {"annotations": {ABORT: value}}})
@@ -225,27 +248,14 @@ def test_the_loop_goes_on_while_a_migration_runs(env: Env) -> None:
     scene = Scene(env, latency_b=1000)
     scene.place()
     env.operator(env={"RECONCILER_NOW": DAY2})
-
-    def past_first_step() -> dict[str, Any] | None:
-        found: dict[str, Any] | None = scene.vm_status().get("migration")
-        return found if found and found["phase"] != "pending" else None
-
-    wait_for(past_first_step, 60, "status.migration past its first step", 0.05)
+    scene.wait_past_first_step()
     env.vm("other", policyRef={"name": "cheap"}, placement={"cloud": scene.a})
     other = wait_condition(env.admin, "VirtualMachine", env.ns, "other", "Ready", "True")
     assert other["status"]["placement"]["cloud"] == scene.a
     still = scene.vm_status().get("migration")
     assert still is not None, "the migration ended before the other VM was served"
     assert cond({"status": scene.vm_status()}, "Synced")["reason"] == "Migrating"
-    wait_for(
-        lambda: (
-            scene.vm_status().get("placement", {}).get("cloud") == scene.b
-            and cond({"status": scene.vm_status()}, "Ready").get("status") == "True"
-        ),
-        120,
-        "the migration done",
-    )
-    scene.check_moved()
+    scene.wait_moved(120, "the migration done")
     assert scene.reasons().count("MigrationStarted") == 1 and "Migrated" in scene.reasons()
 
 
@@ -253,12 +263,7 @@ def test_abort_annotation_stops_a_running_migration_and_rolls_it_back(env: Env) 
     scene = Scene(env, latency_b=400)
     scene.place()
     env.operator(env={"RECONCILER_NOW": DAY2})
-
-    def in_flight() -> dict[str, Any] | None:
-        found: dict[str, Any] | None = scene.vm_status().get("migration")
-        return found if found and found["phase"] != "pending" else None
-
-    seen = wait_for(in_flight, 60, "status.migration past its first step", 0.05)
+    seen = scene.wait_past_first_step()
     assert seen["sourceCloud"] == scene.a and seen["targetCloud"] == scene.b
     assert seen["id"].startswith("m-") and seen["startedAt"] == DAY2
     scene.annotate_abort()
@@ -282,15 +287,7 @@ def test_abort_annotation_stops_a_running_migration_and_rolls_it_back(env: Env) 
     assert scene.rebalance(period="2026-12-04", state="open")  # a move is still worth it
     # Without the annotation the held migration goes ahead.
     scene.annotate_abort(None)
-    wait_for(
-        lambda: (
-            scene.vm_status().get("placement", {}).get("cloud") == scene.b
-            and cond({"status": scene.vm_status()}, "Ready").get("status") == "True"
-        ),
-        90,
-        "the migration after the annotation went",
-    )
-    scene.check_moved()
+    scene.wait_moved(90, "the migration after the annotation went")
 
 
 def test_abort_annotation_rolls_back_a_migration_a_killed_operator_left(env: Env) -> None:
@@ -324,21 +321,13 @@ def test_sigterm_stops_a_migration_between_steps_and_the_next_leader_resumes_it(
     scene = Scene(env, latency_b=400)
     scene.place()
     op = env.operator(env={"RECONCILER_NOW": DAY2})
-    wait_for(lambda: scene.vm_status().get("migration"), 60, "status.migration", 0.05)
+    scene.wait_past_first_step()  # stopped before it, the next leader starts it anew
     assert op.terminate(timeout=20) == 0  # does not wait for the whole migration
     assert "shutting down; the next leader resumes it" in op.logs()
     (source,) = [v for v in scene.ours(VM, scene.vm_key) if v.cloud == scene.a]
     assert source.tags.get(TAG_MIGRATION_TARGET, "").startswith(scene.b)  # still in flight
     env.operator(env={"RECONCILER_NOW": DAY2})
-    wait_for(
-        lambda: (
-            scene.vm_status().get("placement", {}).get("cloud") == scene.b
-            and cond({"status": scene.vm_status()}, "Ready").get("status") == "True"
-        ),
-        90,
-        "the resumed migration done",
-    )
-    scene.check_moved()
+    scene.wait_moved(90, "the resumed migration done")
     reasons = scene.reasons()
     assert reasons.count("MigrationStarted") == 1 and "Migrated" in reasons
     assert "ActionFailed" not in reasons
