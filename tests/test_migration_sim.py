@@ -175,8 +175,17 @@ def test_cost_move_carries_vm_and_volume_with_their_bytes(
         "plan", str(manifests), "--detailed-exitcode", state=state, env={"RECONCILER_NOW": DAY2}
     )
     assert again.code == 0, again.out  # no churn: nothing more to do
-    # After retainSourceFor (24h) the source goes, then its volume (left detached).
-    assert apply(manifests, state, DAY3) == 0
+    # After retainSourceFor (24h) the source goes with its volume: detached, deleted,
+    # then the VM.
+    expired = run("plan", str(manifests), "-o", "json", state=state, env={"RECONCILER_NOW": DAY3})
+    actions = {a["id"]: a for a in json.loads(expired.out)["actions"]}
+    assert sorted((a["action"], a["kind"], a["cloud"]) for a in actions.values()) == [
+        ("delete", "VirtualMachine", "dc-a"), ("delete", "Volume", "dc-a"),
+        ("detach", "Volume", "dc-a"),
+    ]  # fmt: skip
+    vm_delete = next(a for a in actions.values() if a["kind"] == "VirtualMachine")
+    (first,) = vm_delete["dependsOn"]
+    assert actions[first]["action"] == "delete" and actions[first]["kind"] == "Volume"
     assert apply(manifests, state, DAY3) == 0
     assert {
         (r.cloud, r.kind) for r in resources(state) if r.tags.get(TAG_KEY) in (VM_KEY, VOL_KEY)

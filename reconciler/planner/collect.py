@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.model.keys import TAG_DELETION_POLICY, TAG_PROTECT, ResourceKey, owning_set
@@ -65,6 +65,13 @@ class Collector:
     def has(self, ident: str) -> bool:
         """Whether an action with this id was added already."""
         return ident in self._ids
+
+    def wait_for(self, ident: str, first: str) -> None:
+        """Make the added action ``ident`` wait until the action ``first`` is done."""
+        self.actions = [
+            replace(a, depends_on=(*a.depends_on, first)) if a.id == ident else a
+            for a in self.actions
+        ]
 
     def note_drift(
         self,

@@ -241,7 +241,7 @@ class MigrationPlanner:
 
     def retire_if_expired(self, key: ResourceKey, vm: ObservedVM) -> None:
         """Keep a migration's retained source until its time, then delete it (its
-        volumes stay attached to it until then, and are deleted by the next plan)."""
+        volumes stay attached to it until then; ``storage`` deletes them first)."""
         until = parse_time(vm.tags.get(TAG_RETAIN_UNTIL, ""))
         successor = vm.tags.get(TAG_MIGRATED_TO, "") or "its successor"
         if until is not None and self.now is not None and self.now < until:

@@ -6,10 +6,10 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from reconciler.model.keys import HOURS_PER_MONTH, ResourceKey, ownership_tags
-from reconciler.model.observed import ObservedVolume
+from reconciler.model.observed import ObservedVM, ObservedVolume
 from reconciler.model.plan import ActionType
 from reconciler.model.specs import DriftPolicy, VolumeSpec
-from reconciler.planner.collect import Collector, cloud_name
+from reconciler.planner.collect import Collector, action_id, cloud_name
 from reconciler.planner.diff import field_changes
 from reconciler.planner.images import volume_source
 from reconciler.planner.inputs import PlanInput
@@ -26,13 +26,14 @@ def _volume_price(inp: PlanInput, cloud: str, size_gib: int) -> float:
 def plan_volumes(inp: PlanInput, col: Collector, vms: Mapping[ResourceKey, VMTarget]) -> None:
     observed: dict[ResourceKey, list[ObservedVolume]] = defaultdict(list)
     retained = {
-        (vm.cloud, vm.external_id) for vm in inp.inventory.all_vms() if is_retained(vm.tags)
+        (vm.cloud, vm.external_id): vm for vm in inp.inventory.all_vms() if is_retained(vm.tags)
     }
     for vol in inp.inventory.all_volumes():
         if vol.key is None:
             continue
-        if (vol.cloud, vol.attached_to) in retained:  # kept with a migration's source VM
-            col.cost(vol.cloud, vol.price_per_hour, vol.price_per_hour)
+        source = retained.get((vol.cloud, vol.attached_to or ""))
+        if source is not None:  # kept with a migration's source VM, and deleted with it
+            _with_retained_source(col, vol, source)
         else:
             observed[vol.key].append(vol)
     for key, spec in inp.desired.volumes.items():
@@ -46,6 +47,21 @@ def plan_volumes(inp: PlanInput, col: Collector, vms: Mapping[ResourceKey, VMTar
     for key, leftovers in sorted(observed.items()):
         for vol in leftovers:
             _remove_volume(col, key, vol, "no manifest declares it")
+
+
+def _with_retained_source(col: Collector, vol: ObservedVolume, source: ObservedVM) -> None:
+    """A volume of a migration's retained source VM: kept while the VM is, deleted
+    (detached first) when this plan deletes the VM, which then waits for it."""
+    assert vol.key is not None and source.key is not None
+    vm_delete = action_id(ActionType.DELETE, source.key, source.cloud, source.external_id)
+    if not col.has(vm_delete):
+        col.cost(vol.cloud, vol.price_per_hour, vol.price_per_hour)
+        return
+    why = f"attached to {source.external_id}, the migration source deleted in this plan"
+    _remove_volume(col, vol.key, vol, why)
+    deleted = action_id(ActionType.DELETE, vol.key, vol.cloud, vol.external_id)
+    if col.has(deleted):
+        col.wait_for(vm_delete, deleted)
 
 
 def _vm_of(spec: VolumeSpec, vms: Mapping[ResourceKey, VMTarget]) -> VMTarget | None:
