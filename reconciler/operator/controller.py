@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from reconciler.executor.engine import Settings, apply, resolve_in_flight
-from reconciler.executor.runner import ActionEvent, ApplyResult
+from reconciler.executor.runner import ApplyResult
 from reconciler.executor.world import World
 from reconciler.model.errors import ReconcilerError
 from reconciler.model.keys import ResourceKey
@@ -40,11 +40,12 @@ from reconciler.operator.inline import InlineChanges
 from reconciler.operator.journal_store import ClusterJournal
 from reconciler.operator.moves import Moves
 from reconciler.operator.observability import Metrics
+from reconciler.operator.outcomes import ActionOutcomes
 from reconciler.operator.planning import plan_cluster
 from reconciler.operator.report import PassReport
 from reconciler.operator.scoped import Scope, plan_scoped, scope_for
 from reconciler.operator.state_store import ClusterState
-from reconciler.operator.writeback import Writer, owner_of, write_back
+from reconciler.operator.writeback import Writer, write_back
 
 log = logging.getLogger(__name__)
 #: After a pass, once this long passes with nothing to do, free heap pages go back to
@@ -113,6 +114,9 @@ class Controller:
         self._recovered = False
         self.full = FullPassClock(max_postpone=options.max_postpone)
         self.inline = InlineChanges()
+        self.outcomes = ActionOutcomes(
+            cache, writer, metrics, self.moves, self.backoff, self.inline, lambda: self.baseline
+        )
         self._activity_at_full = 0  # ``activity`` when the last full pass observed
         self._waiting_for_room = False  # the last full pass left VMs unplaced
 
@@ -391,45 +395,6 @@ class Controller:
         self.journal.clear()
         self._recovered = True
 
-    def _on_action(self, event: ActionEvent, report: PassReport) -> None:
-        action = event.action
-        if event.phase == "start":
-            log.info("action start", extra={"action": action.id, "key": str(action.key)})
-        if action.type is ActionType.MIGRATE:
-            self.moves.on_event(event, report)  # may stop the migration (abort requested)
-            if event.phase in ("done", "failed") and self.baseline is not None:
-                self.baseline.invalidate()  # source and target changed: observe again
-                self.inline.outcome(action, None, False)
-        if event.phase not in ("done", "failed", "skipped"):
-            return
-        if event.phase == "failed" and self.moves.was_interrupted(action):
-            self.metrics.count_action(action.key.kind, action.type.value, "skipped")
-            log.info("migration stopped", extra={"action": action.id, "why": event.message})
-            return
-        outcome = {"done": "ok"}.get(event.phase, event.phase)
-        self.metrics.count_action(action.key.kind, action.type.value, outcome)
-        if event.phase == "failed":
-            self.inline.outcome(action, None, False)
-            if self.baseline is not None:
-                self.baseline.invalidate()  # the call's effect is unknown: observe again
-            report.failed[action.key] = event.message
-            delay = self.backoff.failed(action.key)
-            log.warning(
-                "action failed",
-                extra={"action": action.id, "error": event.message, "retry_in": delay},
-            )
-        elif event.phase == "done":
-            # A migration (on a background thread) invalidated the baseline above and
-            # must not write into a record the loop may be reading.
-            if self.baseline is not None and action.type is not ActionType.MIGRATE:
-                self.baseline.record(action, event.observed)
-            self.inline.outcome(action, event.observed, True)
-            self.backoff.succeeded(action.key)
-            log.info("action done", extra={"action": action.id, "cloud": action.cloud})
-        owner = owner_of(self.cache, action.key)
-        if owner is not None and event.phase != "skipped":
-            self.writer.action_event(owner, action, event.phase == "done", event.message)
-
     def _apply(
         self, plan: Plan, world: World, cluster: ClusterDesired, report: PassReport
     ) -> ApplyResult:
@@ -438,7 +403,7 @@ class Controller:
             world,
             cluster.desired,
             self.settings,
-            lambda event: self._on_action(event, report),
+            lambda event: self.outcomes.on_action(event, report),
             journal=self.journal,
             stop=self.stop,
             migrations=self.state,
