@@ -107,10 +107,12 @@ def test_backoff_doubles_and_clears() -> None:
     now = [100.0]
     backoff = Backoff(base=1.0, cap=5.0, clock=lambda: now[0])
     key = vm_key("x")
-    assert [backoff.failed(key) for _ in range(4)] == [1.0, 2.0, 4.0, 5.0]
+    assert [backoff.failed(key) for _ in range(3)] == [1.0, 2.0, 4.0]
+    assert backoff.failed(key, "quota exceeded") == 5.0
     assert backoff.waiting(key) and backoff.next_due() == 5.0
+    assert backoff.why_waiting(key) == "quota exceeded (failure 4; tried again in 5 s)"
     now[0] += 5.0
-    assert not backoff.waiting(key)
+    assert not backoff.waiting(key) and backoff.why_waiting(key) is None
     backoff.succeeded(key)
     assert backoff.next_due() is None
 

@@ -46,6 +46,7 @@ from reconciler.operator.report import PassReport
 from reconciler.operator.scoped import Scope, plan_scoped, scope_for
 from reconciler.operator.state_store import ClusterState
 from reconciler.operator.writeback import Writer, write_back
+from reconciler.planner.collect import covered
 
 log = logging.getLogger(__name__)
 #: After a pass, once this long passes with nothing to do, free heap pages go back to
@@ -345,6 +346,9 @@ class Controller:
         runnable, held = self._gate(plan, cluster, lambda key: leave_alone(key) or moving(key))
         for action in held:
             (report.applying if moving(action.key) else report.pending)[action.key].append(action)
+            retrying = self.backoff.why_waiting(action.key)
+            if retrying is not None and not covered(cluster.paused, action.key):
+                report.failed.setdefault(action.key, retrying)  # why, not just "pending"
         now = tuple(a for a in runnable.actions if a.type is not ActionType.MIGRATE)
         started = [
             self._start_migration(a, plan, world, cluster, report)

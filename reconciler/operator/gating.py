@@ -39,22 +39,31 @@ def paused_filter(paused: frozenset[ResourceKey]) -> Callable[[Action], bool]:
 
 @dataclass
 class Backoff:
-    """Per-object retry delays after failed actions (thread safe: background
-    migrations report their outcomes from their own threads)."""
+    """Per-object retry delays after failed actions, with the last error (thread
+    safe: background migrations report their outcomes from their own threads)."""
 
     base: float = 1.0
     cap: float = 300.0
     clock: Callable[[], float] = time.monotonic
-    _failures: dict[ResourceKey, tuple[int, float]] = field(default_factory=dict)
+    _failures: dict[ResourceKey, tuple[int, float, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def failed(self, key: ResourceKey) -> float:
+    def failed(self, key: ResourceKey, error: str = "") -> float:
         """Record a failure; return the delay before the object is tried again."""
         with self._lock:
-            count = self._failures.get(key, (0, 0.0))[0] + 1
+            count = self._failures.get(key, (0, 0.0, ""))[0] + 1
             delay = min(self.cap, self.base * float(2 ** min(count - 1, 30)))
-            self._failures[key] = (count, self.clock() + delay)
+            self._failures[key] = (count, self.clock() + delay, error)
         return delay
+
+    def why_waiting(self, key: ResourceKey) -> str | None:
+        """While ``key`` waits: its last error and when it is tried again."""
+        with self._lock:
+            entry = self._failures.get(key)
+        left = entry[1] - self.clock() if entry is not None else 0.0
+        if entry is None or left <= 0:
+            return None
+        return f"{entry[2] or 'failed'} (failure {entry[0]}; tried again in {left:.0f} s)"
 
     def succeeded(self, key: ResourceKey) -> None:
         with self._lock:
@@ -69,7 +78,7 @@ class Backoff:
         """Seconds until the earliest object in backoff may be retried."""
         now = self.clock()
         with self._lock:
-            due = [at - now for _, at in self._failures.values() if at > now]
+            due = [at - now for _, at, _ in self._failures.values() if at > now]
         return max(0.0, min(due)) if due else None
 
 

@@ -68,7 +68,7 @@ class ActionOutcomes:
             if baseline is not None:
                 baseline.invalidate()  # the call's effect is unknown: observe again
             report.failed[action.key] = event.message
-            delay = self.backoff.failed(action.key)
+            delay = self.backoff.failed(action.key, event.message)
             log.warning(
                 "action failed",
                 extra={"action": action.id, "error": event.message, "retry_in": delay},

@@ -50,3 +50,28 @@ def test_imported_image_ids_are_kept_in_status_and_removed_with_the_image(
     env.admin.delete(env.path("appliance", "Image"))
     wait_for(lambda: not sim_resources(env.state, env.cloud, "image"), 30, "imported copy deleted")
     wait_for(lambda: not sim_resources(env.state, env.cloud), 30, "VM deleted")
+
+
+def test_a_failing_import_keeps_saying_why_while_it_backs_off(env: Env, tmp_path: Path) -> None:
+    """The error of a failed action stays in status (with the retry) on the passes that
+    hold the object back, not just on the pass where it failed; fixed, it converges."""
+    path = tmp_path / "late.raw"
+    env.basics()
+    body = image_body(env.ns, "late")
+    body["spec"] = {"format": "raw", "url": str(path), "import": "OnDemand"}
+    create(env.admin, body)
+    env.vm("app", image="late")
+    env.operator("--resync", "2")
+
+    def retrying() -> dict[str, Any] | None:
+        obj = get(env.admin, "Image", env.ns, "late") or {}
+        conds = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+        synced = conds.get("Synced", {})
+        return synced if "tried again in" in synced.get("message", "") else None
+
+    synced = wait_for(retrying, 60, "Image Synced with the error and its retry")
+    assert (
+        synced["reason"] == "ActionFailed" and f"image file {path} not found" in synced["message"]
+    )
+    path.write_bytes(hashlib.sha256(b"late").digest() * 32768)
+    wait_condition(env.admin, "VirtualMachine", env.ns, "app", "Ready", "True", timeout=120)
