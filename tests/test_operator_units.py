@@ -105,12 +105,12 @@ def test_split_plan_holds_paused_actions_and_their_dependents() -> None:
 
 def test_backoff_doubles_and_clears() -> None:
     now = [100.0]
-    backoff = Backoff(base=1.0, cap=5.0, clock=lambda: now[0])
+    backoff = Backoff(base=1.0, cap=5.0, clock=lambda: now[0], wall=lambda: 1_800_000_000.0)
     key = vm_key("x")
     assert [backoff.failed(key) for _ in range(3)] == [1.0, 2.0, 4.0]
     assert backoff.failed(key, "quota exceeded") == 5.0
     assert backoff.waiting(key) and backoff.next_due() == 5.0
-    assert backoff.why_waiting(key) == "quota exceeded (failure 4; tried again in 5 s)"
+    assert backoff.why_waiting(key) == "quota exceeded (failure 4; tried again at 08:00:05Z)"
     now[0] += 5.0
     assert not backoff.waiting(key) and backoff.why_waiting(key) is None
     backoff.succeeded(key)

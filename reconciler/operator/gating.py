@@ -9,6 +9,7 @@ from ``base`` up to ``cap`` seconds, and is cleared by a success.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,8 @@ class Backoff:
     base: float = 1.0
     cap: float = 300.0
     clock: Callable[[], float] = time.monotonic
+    #: Wall-clock time, for the retry time in messages.
+    wall: Callable[[], float] = time.time
     _failures: dict[ResourceKey, tuple[int, float, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,17 +56,20 @@ class Backoff:
         with self._lock:
             count = self._failures.get(key, (0, 0.0, ""))[0] + 1
             delay = min(self.cap, self.base * float(2 ** min(count - 1, 30)))
-            self._failures[key] = (count, self.clock() + delay, error)
+            at = dt.datetime.fromtimestamp(self.wall() + delay, dt.UTC).strftime("%H:%M:%SZ")
+            why = f"{error or 'failed'} (failure {count}; tried again at {at})"
+            self._failures[key] = (count, self.clock() + delay, why)
         return delay
 
     def why_waiting(self, key: ResourceKey) -> str | None:
-        """While ``key`` waits: its last error and when it is tried again."""
+        """While ``key`` waits: its last error and when it is tried again (the same
+        text on every pass: a status that changed each pass would echo back as a
+        change and be written again, and again)."""
         with self._lock:
             entry = self._failures.get(key)
-        left = entry[1] - self.clock() if entry is not None else 0.0
-        if entry is None or left <= 0:
+        if entry is None or entry[1] <= self.clock():
             return None
-        return f"{entry[2] or 'failed'} (failure {entry[0]}; tried again in {left:.0f} s)"
+        return entry[2]
 
     def succeeded(self, key: ResourceKey) -> None:
         with self._lock:
