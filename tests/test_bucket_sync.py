@@ -35,7 +35,7 @@ from reconciler.model.artifacts import META_SOURCE_ETAG, Chunks
 from reconciler.model.errors import TransientError
 from reconciler.model.keys import ResourceKey, ownership_tags
 from reconciler.model.specs import CloudSpec, ObjectStorage, Pricing
-from reconciler.providers import s3store
+from reconciler.providers import s3objects
 from reconciler.providers.azure import AzureProvider
 from reconciler.providers.base import BucketRequest, Provider, ProviderContext
 from reconciler.providers.libvirt import LibvirtProvider
@@ -236,8 +236,8 @@ def test_s3_restamps_beyond_the_copy_limit(
 ) -> None:
     """Beyond CopyObject's limit the SHA-256 is stamped by a multipart UploadPartCopy; in
     a versioned bucket one put leaves one version, and a failing source leaves nothing."""
-    monkeypatch.setattr(s3store, "COPY_LIMIT", 2**20)
-    monkeypatch.setattr(s3store, "COPY_PART", 5 * 2**20)
+    monkeypatch.setattr(s3objects, "COPY_LIMIT", 2**20)
+    monkeypatch.setattr(s3objects, "COPY_PART", 5 * 2**20)
     provider = stores[store]
     bucket = provider.create_bucket(bucket_request(new_uid(), versioning=True)).external_id
     client = s3_client(provider)

@@ -60,19 +60,19 @@ class AwsProvider(AwsImages):
         self, bucket: str, key: str, chunks: Chunks, metadata: Mapping[str, str]
     ) -> ObjectInfo:
         """PutObject, or a multipart upload beyond 8 MiB (see s3store)."""
-        return self.buckets.put_object(bucket, key, chunks, metadata)
+        return self.buckets.objects.put_object(bucket, key, chunks, metadata)
 
     def get_object(self, bucket: str, key: str) -> Chunks:
-        return self.buckets.get_object(bucket, key)
+        return self.buckets.objects.get_object(bucket, key)
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
-        return self.buckets.head_object(bucket, key)
+        return self.buckets.objects.head_object(bucket, key)
 
     def list_objects(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
-        return self.buckets.list_objects(bucket, prefix)
+        return self.buckets.objects.list_objects(bucket, prefix)
 
     def delete_object(self, bucket: str, key: str) -> None:
-        self.buckets.delete_object(bucket, key)
+        self.buckets.objects.delete_object(bucket, key)
 
     # -- forget ----------------------------------------------------------------------
     def _untag(self, resource_ids: list[str], tags: Mapping[str, str]) -> None:

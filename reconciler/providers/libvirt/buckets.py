@@ -83,16 +83,16 @@ class LibvirtBuckets(LibvirtVolumes):
     def put_object(
         self, bucket: str, key: str, chunks: Chunks, metadata: Mapping[str, str]
     ) -> ObjectInfo:
-        return self._objects().put_object(bucket, key, chunks, metadata)
+        return self._objects().objects.put_object(bucket, key, chunks, metadata)
 
     def get_object(self, bucket: str, key: str) -> Chunks:
-        return self._objects().get_object(bucket, key)
+        return self._objects().objects.get_object(bucket, key)
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo | None:
-        return self._objects().head_object(bucket, key)
+        return self._objects().objects.head_object(bucket, key)
 
     def list_objects(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
-        return self._objects().list_objects(bucket, prefix)
+        return self._objects().objects.list_objects(bucket, prefix)
 
     def delete_object(self, bucket: str, key: str) -> None:
-        self._objects().delete_object(bucket, key)
+        self._objects().objects.delete_object(bucket, key)
