@@ -27,6 +27,7 @@ def test_readme_walkthrough(tmp_path: Path) -> None:
     assert "egress 150 GiB x $0.05 = $7.50" in saturday and "1 to migrate" in saturday
     assert "1 migrate; 0 failed" in at("2026-12-12T02:00:00Z", "apply", "--auto-approve")
     assert "No changes" in at("2026-12-12T02:05:00Z", "plan")
-    assert "1 delete; 0 failed" in at("2026-12-14T03:00:00Z", "apply", "--auto-approve")
-    assert "1 delete" in at("2026-12-14T03:00:00Z", "apply", "--auto-approve")  # its volume
+    # The retained source goes with its volume (detached, deleted, then the VM).
+    expired = at("2026-12-14T03:00:00Z", "apply", "--auto-approve")
+    assert "2 delete, 1 detach; 0 failed" in expired
     assert "No changes" in at("2026-12-14T03:05:00Z", "plan")
