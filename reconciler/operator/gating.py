@@ -76,9 +76,7 @@ class Backoff:
             self._failures.pop(key, None)
 
     def waiting(self, key: ResourceKey) -> bool:
-        with self._lock:
-            entry = self._failures.get(key)
-        return entry is not None and entry[1] > self.clock()
+        return self.why_waiting(key) is not None
 
     def next_due(self) -> float | None:
         """Seconds until the earliest object in backoff may be retried."""

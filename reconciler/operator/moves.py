@@ -52,11 +52,11 @@ class Moves:
         writer: Writer,
         metrics: Metrics,
         stop: threading.Event,
-        halt: threading.Event | None = None,
+        halt: threading.Event,
     ) -> None:
         self.state, self.cache, self.writer, self.metrics = state, cache, writer, metrics
-        self.stop = stop
-        self.halt = halt if halt is not None else threading.Event()
+        #: ``stop``: shutting down; ``halt``: no longer leading (BackgroundMigrations).
+        self.stop, self.halt = stop, halt
         #: Each policy's round as last planned by a full pass (status during outages).
         self.last_rounds: dict[ResourceKey, RebalanceRound] | None = None
         self._interrupted: set[str] = set()

@@ -1,7 +1,7 @@
 """What the operator does with each event of an action being carried out.
 
 Metrics and logs, per-object backoff after a failure, the baseline (a success is
-folded in; a failure or a migration invalidates it: observe again), the record of
+folded in; a failure invalidates it: observe again), the record of
 outcomes a full pass folds in later (``InlineChanges``), Events on the object, and a
 migration's status at every step (``Moves``).
 """
@@ -12,7 +12,8 @@ import logging
 from collections.abc import Callable
 
 from reconciler.executor.runner import ActionEvent
-from reconciler.model.plan import ActionType
+from reconciler.model.observed import Observed
+from reconciler.model.plan import Action, ActionType
 from reconciler.operator.baseline import Baseline
 from reconciler.operator.gating import Backoff
 from reconciler.operator.informer import Cache
@@ -46,15 +47,11 @@ class ActionOutcomes:
     def on_action(self, event: ActionEvent, report: PassReport) -> None:
         """One event of an action being carried out (on the loop's thread, or a
         background migration's)."""
-        baseline = self.baseline()
         action = event.action
         if event.phase == "start":
             log.info("action start", extra={"action": action.id, "key": str(action.key)})
         if action.type is ActionType.MIGRATE:
             self.moves.on_event(event, report)  # may stop the migration (abort requested)
-            if event.phase in ("done", "failed") and baseline is not None:
-                baseline.invalidate()  # source and target changed: observe again
-                self.inline.outcome(action, None, False)
         if event.phase not in ("done", "failed", "skipped"):
             return
         if event.phase == "failed" and self.moves.was_interrupted(action):
@@ -64,9 +61,7 @@ class ActionOutcomes:
         outcome = {"done": "ok"}.get(event.phase, event.phase)
         self.metrics.count_action(action.key.kind, action.type.value, outcome)
         if event.phase == "failed":
-            self.inline.outcome(action, None, False)
-            if baseline is not None:
-                baseline.invalidate()  # the call's effect is unknown: observe again
+            self._fold(action, None, ok=False)
             report.failed[action.key] = event.message
             delay = self.backoff.failed(action.key, event.message)
             log.warning(
@@ -74,13 +69,25 @@ class ActionOutcomes:
                 extra={"action": action.id, "error": event.message, "retry_in": delay},
             )
         elif event.phase == "done":
-            # A migration (on a background thread) invalidated the baseline above and
-            # must not write into a record the loop may be reading.
-            if baseline is not None and action.type is not ActionType.MIGRATE:
-                baseline.record(action, event.observed)
-            self.inline.outcome(action, event.observed, True)
+            self._fold(action, event.observed, ok=True)
             self.backoff.succeeded(action.key)
             log.info("action done", extra={"action": action.id, "cloud": action.cloud})
         owner = owner_of(self.cache, action.key)
         if owner is not None and event.phase != "skipped":
             self.writer.action_event(owner, action, event.phase == "done", event.message)
+
+    def _fold(self, action: Action, observed: Observed | None, ok: bool) -> None:
+        """Bring the baseline, and the running full pass's record of what was served
+        inside it, up to date with one outcome (a failed call's effect is unknown:
+        observe again). Not a migration's: it runs on a thread of its own, and when
+        it ends the controller observes again (``Controller._migration_ended``)."""
+        if action.type is ActionType.MIGRATE:
+            return
+        self.inline.outcome(action, observed, ok)
+        baseline = self.baseline()
+        if baseline is None:
+            return
+        if ok:
+            baseline.record(action, observed)
+        else:
+            baseline.invalidate()
