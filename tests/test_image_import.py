@@ -241,7 +241,7 @@ def test_an_image_whose_file_does_not_match_its_checksum_is_not_imported(tmp_pat
 def test_a_package_disk_is_checked_against_its_manifest_digest_and_size(tmp_path: Path) -> None:
     import pytest
 
-    from reconciler.executor.images import raw_disk
+    from reconciler.executor.images import bucket_reader, raw_disk
     from reconciler.model.errors import PermanentError
 
     data = disk_bytes(b"data disk", 1024 * 1024)
@@ -251,10 +251,10 @@ def test_a_package_disk_is_checked_against_its_manifest_digest_and_size(tmp_path
     image = {"key": "Image/default/app", "format": "ovf", "url": "app.ovf", "disk": "data"}
     work = tmp_path / "work"
     work.mkdir()
-    assert raw_disk({**image, "disks": [disk]}, work).read_bytes() == data
+    assert raw_disk({**image, "disks": [disk]}, work, bucket_reader({}, {})).read_bytes() == data
     for wrong in ({"sha256": "0" * 64}, {"sizeBytes": len(data) + 1}):
         with pytest.raises(PermanentError, match="its manifest says") as refused:
-            raw_disk({**image, "disks": [{**disk, **wrong}]}, work)
+            raw_disk({**image, "disks": [{**disk, **wrong}]}, work, bucket_reader({}, {}))
         assert refused.value.reason == "ChecksumMismatch"
 
 

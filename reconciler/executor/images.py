@@ -72,10 +72,6 @@ def _verify(path: Path, what: str, checksum: str, size: int | None = None) -> No
 ObjectReader = Callable[[str, str], Chunks]
 
 
-def _no_buckets(name: str, key: str) -> Chunks:
-    raise PermanentError(f"bucket:{name}/{key}: no Bucket copies were planned for this image")
-
-
 def bucket_reader(
     copies: Mapping[str, Sequence[Mapping[str, str]]], providers: Mapping[str, Provider]
 ) -> ObjectReader:
@@ -171,7 +167,7 @@ def _disk_file(image: Mapping[str, Any], work: Path, objects: ObjectReader) -> t
     return stored, str(chosen["format"])
 
 
-def raw_disk(image: Mapping[str, Any], work: Path, objects: ObjectReader = _no_buckets) -> Path:
+def raw_disk(image: Mapping[str, Any], work: Path, objects: ObjectReader) -> Path:
     """The Image's disk to import as raw bytes in a file under ``work`` (``objects``
     reads ``bucket:`` urls)."""
     source, fmt = _disk_file(image, work, objects)
@@ -200,7 +196,7 @@ def ensure_image(
     provider: Provider,
     params: Mapping[str, Any],
     work_root: Path,
-    providers: Mapping[str, Provider] | None = None,
+    providers: Mapping[str, Provider],
 ) -> ObservedImage:
     """The image of ``params["image"]`` in ``provider``'s cloud, imported if needed
     (``providers``: every cloud's, to read ``bucket:`` urls from a Bucket's copies)."""
@@ -211,7 +207,7 @@ def ensure_image(
     work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_root, prefix="image-") as tmp:
         copies = params["image"].get("bucketCopies") or {}
-        raw = raw_disk(params["image"], Path(tmp), bucket_reader(copies, providers or {}))
+        raw = raw_disk(params["image"], Path(tmp), bucket_reader(copies, providers))
         sha, size = hashlib.sha256(), 0
         for chunk in _read(raw):
             sha.update(chunk)

@@ -7,7 +7,7 @@ from typing import Any
 
 from reconciler.model.artifacts import BucketDrift
 from reconciler.model.keys import TAG_SYSTEM, ResourceKey, ownership_tags
-from reconciler.model.observed import ObservedBucket
+from reconciler.model.observed import Inventory, ObservedBucket
 from reconciler.model.plan import ActionType, FieldChange
 from reconciler.model.specs import BucketSpec, DriftPolicy
 from reconciler.planner.collect import Collector
@@ -15,11 +15,18 @@ from reconciler.planner.diff import field_changes
 from reconciler.planner.inputs import PlanInput
 
 
-def plan_buckets(inp: PlanInput, col: Collector) -> None:
+def bucket_copies(inventory: Inventory) -> dict[ResourceKey, list[ObservedBucket]]:
+    """The observed copies of each Bucket, by its key (our system buckets, such as a
+    migration's staging bucket, are no Bucket's copies)."""
     observed: dict[ResourceKey, list[ObservedBucket]] = defaultdict(list)
-    for bucket in inp.inventory.all_buckets():
+    for bucket in inventory.all_buckets():
         if bucket.key is not None and not bucket.tags.get(TAG_SYSTEM):
             observed[bucket.key].append(bucket)
+    return observed
+
+
+def plan_buckets(inp: PlanInput, col: Collector) -> None:
+    observed = bucket_copies(inp.inventory)
     for key, spec in inp.desired.buckets.items():
         found = observed.pop(key, [])
         _plan_bucket(inp, col, spec, found)

@@ -16,9 +16,10 @@ from typing import Any
 
 from reconciler.model.artifacts import TAG_IMAGE_DISK, ObservedImage, bucket_url
 from reconciler.model.cloud import Capability
-from reconciler.model.keys import TAG_SYSTEM, TAG_UID, ResourceKey, ownership_tags
+from reconciler.model.keys import TAG_UID, ResourceKey, ownership_tags
 from reconciler.model.plan import ActionType
 from reconciler.model.specs import ImageDisk, ImageSpec, VMSpec, VolumeSpec
+from reconciler.planner.buckets import bucket_copies
 from reconciler.planner.collect import Collector, action_id, resource_uid
 from reconciler.planner.inputs import PlanInput
 
@@ -73,14 +74,14 @@ def _bucket_copies(inp: PlanInput, image: ImageSpec, cloud: str) -> dict[str, li
     names = {
         named[0] for u in (image.url, *(d.url for d in image.disks)) if (named := bucket_url(u))
     }
+    if not names:
+        return {}
+    copies = bucket_copies(inp.inventory)
     out: dict[str, list[dict[str, str]]] = {}
     for name in sorted(names):
-        key = ResourceKey("Bucket", image.key.namespace, name)
-        copies = [
-            b for b in inp.inventory.all_buckets() if b.key == key and not b.tags.get(TAG_SYSTEM)
-        ]
-        copies.sort(key=lambda b: (b.cloud != cloud, b.cloud))
-        out[name] = [{"cloud": b.cloud, "bucket": b.external_id} for b in copies]
+        found = copies.get(ResourceKey("Bucket", image.key.namespace, name), [])
+        ordered = sorted(found, key=lambda b: (b.cloud != cloud, b.cloud))
+        out[name] = [{"cloud": b.cloud, "bucket": b.external_id} for b in ordered]
     return out
 
 
