@@ -70,12 +70,31 @@ class S3Objects:
             etag = self._stamp(bucket, key, made, parts.size, meta)
         return ObjectInfo(key, parts.size, unquote(etag), meta)
 
-    def _multipart(self, bucket: str, key: str, blocks: Iterator[bytes]) -> dict[str, Any]:
-        """Upload ``blocks`` as the parts of one object; abort the upload on any failure
-        (a failing source stream included). CompleteMultipartUpload's answer."""
-        upload = self.client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    def _in_parts(
+        self, bucket: str, key: str, parts: Callable[[str], Iterator[str]], **create: Any
+    ) -> dict[str, Any]:
+        """One multipart upload: ``parts(upload_id)`` sends the parts in order, yielding
+        each one's ETag; completed at the end, aborted on any failure (a failing source
+        stream included). CompleteMultipartUpload's answer."""
+        upload = self.client.create_multipart_upload(Bucket=bucket, Key=key, **create)
+        upload_id = upload["UploadId"]
         try:
-            done = []
+            done = [
+                {"PartNumber": number, "ETag": etag}
+                for number, etag in enumerate(parts(upload_id), start=1)
+            ]
+            made: dict[str, Any] = self.client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+            )
+        except BaseException:
+            self._abort(bucket, key, upload_id)
+            raise
+        return made
+
+    def _multipart(self, bucket: str, key: str, blocks: Iterator[bytes]) -> dict[str, Any]:
+        """Upload ``blocks`` as the parts of one object."""
+
+        def send(upload: str) -> Iterator[str]:
             for number, block in enumerate(blocks, start=1):
                 if number > MAX_PARTS:
                     raise PermanentError(
@@ -83,17 +102,11 @@ class S3Objects:
                         cloud=self.cloud,
                         reason="ObjectTooLarge",
                     )
-                part = self.client.upload_part(
+                yield self.client.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=block
-                )
-                done.append({"PartNumber": number, "ETag": part["ETag"]})
-            made: dict[str, Any] = self.client.complete_multipart_upload(
-                Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": done}
-            )
-        except BaseException:
-            self._abort(bucket, key, upload)
-            raise
-        return made
+                )["ETag"]
+
+        return self._in_parts(bucket, key, send)
 
     def _abort(self, bucket: str, key: str, upload: str) -> None:
         """Abort a multipart upload, best effort (the original failure is what matters)."""
@@ -141,29 +154,22 @@ class S3Objects:
         meta: dict[str, str],
     ) -> dict[str, Any]:
         """CopyObject beyond COPY_LIMIT: a multipart upload of UploadPartCopy ranges."""
-        upload = self.client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)
-        upload_id = upload["UploadId"]
-        try:
-            done = []
+
+        def send(upload: str) -> Iterator[str]:
             for number, start in enumerate(range(0, size, COPY_PART), start=1):
                 end = min(size, start + COPY_PART) - 1
                 part = self.client.upload_part_copy(
                     Bucket=bucket,
                     Key=key,
-                    UploadId=upload_id,
+                    UploadId=upload,
                     PartNumber=number,
                     CopySource=dict(source),
                     CopySourceIfMatch=etag,
                     CopySourceRange=f"bytes={start}-{end}",
                 )
-                done.append({"PartNumber": number, "ETag": part["CopyPartResult"]["ETag"]})
-            made: dict[str, Any] = self.client.complete_multipart_upload(
-                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
-            )
-        except BaseException:
-            self._abort(bucket, key, upload_id)
-            raise
-        return made
+                yield part["CopyPartResult"]["ETag"]
+
+        return self._in_parts(bucket, key, send, Metadata=meta)
 
     def _discard(self, bucket: str, key: str, source: Mapping[str, str]) -> None:
         """Remove an assembled but unstamped object, best effort: its own version in a
